@@ -1,0 +1,45 @@
+"""Command line: `edgepose COMMAND --help`.  Only parses arguments and calls the library.
+
+Each module in this package adds its commands to :data:`main`; they are discovered here,
+so adding a command never touches this file.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from edgepose import __version__
+from edgepose.errors import EdgeposeError
+
+
+class _Group(click.Group):
+    """Turns EdgeposeError into one line on stderr and its exit code (no traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgeposeError as exc:
+            click.echo(f"edgepose: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgepose")
+def main():
+    """edgepose: deploy person detectors and pose estimators on NVIDIA edge GPUs.
+
+    \b
+    Typical flow:
+      edgepose export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx
+      edgepose build --int8 --out build/          # FP16/INT8 ONNX (+ TensorRT engines)
+      edgepose run --camera 0 --show              # detect -> crop -> 17 keypoints
+      edgepose eval --ann val.json --images val/  # COCO box AP and keypoint AP
+    """
+
+
+for _info in pkgutil.iter_modules(__path__):
+    if not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,0 +1,110 @@
+"""Model zoo: ``create(name, **kw) -> torch.nn.Module`` and ``list_models()``.
+
+The registry itself imports nothing heavy; each entry names its builder as
+``"module:function"`` and torch is imported only when a model is created.  Every module's
+``state_dict()`` equals the official layout (see ``../shared/reference`` manifests), and
+``forward(x)`` returns a dict of raw head tensors named like the official heads.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from edgepose.errors import UsageError
+from edgepose.metadata import (
+    ALPHAPOSE_MEAN_RGB,
+    COCO_FLIP_PAIRS,
+    COCO_KEYPOINTS,
+    COCO_MEAN_BGR,
+    COCO_STD_BGR,
+    ModelMeta,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str  # ctdet | sppe | cornernet
+    builder: str  # "edgepose.models.module:function"
+    input_size: tuple  # default (H, W)
+    checkpoint_format: str  # centernet | alphapose | cornernet
+    manifest: str | None = None  # file name in shared/reference
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+
+    def meta(self, **overrides) -> ModelMeta:
+        """Runtime metadata for this model (normalisation, heads, keypoints)."""
+        kw = {**self.defaults, **overrides}
+        if self.task == "ctdet":
+            nc = kw.get("num_classes", 80)
+            heads = {
+                "hm": {"channels": nc, "stride": 4, "activation": "sigmoid"},
+                "wh": {"channels": 2, "stride": 4, "activation": None},
+                "reg": {"channels": 2, "stride": 4, "activation": None},
+            }
+            base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=nc)
+        elif self.task == "sppe":
+            nj = kw.get("num_joints", 17)
+            heads = {"heatmaps": {"channels": nj, "stride": 4, "activation": None}}
+            base = dict(
+                channel_order="RGB", mean=ALPHAPOSE_MEAN_RGB, std=(1.0, 1.0, 1.0), num_classes=1,
+                keypoint_names=COCO_KEYPOINTS[:nj], flip_pairs=COCO_FLIP_PAIRS if nj == 17 else (),
+            )
+        else:  # cornernet
+            nc = kw.get("num_classes", 80)
+            heads = {n: {"channels": c, "stride": 8, "activation": a} for n, c, a in (
+                ("tl_heat", nc, "sigmoid"), ("br_heat", nc, "sigmoid"), ("tl_tag", 1, None),
+                ("br_tag", 1, None), ("tl_regr", 2, None), ("br_regr", 2, None))}
+            base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=nc)
+        base.update(
+            model=self.name, task=self.task, input_size=tuple(kw.get("input_size", self.input_size)),
+            heads=heads, output_names=list(heads),
+        )
+        return ModelMeta(**base)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}") from None
+
+
+def create(name: str, **kw):
+    """Build zoo model ``name`` (random init). ``kw`` go to the builder (e.g. num_classes)."""
+    spec = get_spec(name)
+    module_name, func_name = spec.builder.split(":")
+    builder = getattr(importlib.import_module(module_name), func_name)
+    args = {k: v for k, v in {**spec.defaults, **kw}.items() if k != "input_size"}
+    model = builder(**args)
+    model.edgepose_spec = spec
+    return model
+
+
+for _spec in (
+    ModelSpec("centernet_res18", "ctdet", "edgepose.models.centernet_resnet:centernet_res18", (512, 512),
+              "centernet", "centernet_ctdet_res18.json", description="CenterNet ctdet ResNet-18 (msra, no DCN)"),
+    ModelSpec("centernet_resdcn18", "ctdet", "edgepose.models.centernet_resnet:centernet_resdcn18", (512, 512),
+              "centernet", "centernet_ctdet_resdcn18.json", description="CenterNet ctdet ResNet-18 + DCNv2 (28.1 AP)"),
+    ModelSpec("centernet_dla34", "ctdet", "edgepose.models.centernet_dla:centernet_dla34", (512, 512),
+              "centernet", "centernet_ctdet_dla34.json", description="CenterNet ctdet DLA-34 (37.4 AP)"),
+    ModelSpec("fastpose_res50", "sppe", "edgepose.models.alphapose:fastpose_res50", (256, 192),
+              "alphapose", "alphapose_fastpose_res50_256x192.json", description="AlphaPose FastPose SE-ResNet-50"),
+    ModelSpec("simplepose_res50", "sppe", "edgepose.models.alphapose:simplepose_res50", (256, 192),
+              "alphapose", "alphapose_simplepose_res50_256x192.json", description="AlphaPose SimplePose ResNet-50"),
+    ModelSpec("cornernet_squeeze", "cornernet", "edgepose.models.cornernet_squeeze:cornernet_squeeze", (511, 511),
+              "cornernet", "cornernet_squeeze.json", description="CornerNet-Squeeze (CornerNet-Lite)"),
+):
+    register(_spec)
