@@ -5,19 +5,38 @@ Keys equal the released ``CornerNet_Squeeze_500000.pkl`` without its ``module.``
 stride 8, two hourglass stacks of fire modules, cnvs, inters, inters_, cnvs_), then per
 stack tl/br corner-pool modules and heats/tags/offs heads.  ``forward`` runs both stacks'
 backbone but only the last stack's heads (the official test path) and returns raw maps
-``{tl_heat, br_heat, tl_tag, br_tag, tl_regr, br_regr}`` of size ``(in + 1) // 8``.
-Input sides must satisfy ``(in + 1) % 128 == 0`` (e.g. 127, 255, 511, 767), as the
-official ``h | 127`` rule guarantees.
+``{tl_heat, br_heat, tl_tag, br_tag, tl_regr, br_regr}`` of size ``ceil(in / 8)``.
+Input sides must give ceil(in / 8) divisible by 16; the official ``h | 127`` rule gives
+128*k - 1 (127, 255, 511, 767).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from edgepose.errors import UsageError
 from edgepose.ops.corner_pool import corner_pool
 
 OUTPUT_NAMES = ("tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr")
 HEAT_BIAS = -2.19
+STRIDE = 8
+SIZE_MULTIPLE = 128  # stem /8 (ceil), then 4 stride-2 hourglass levels /16
+
+
+def output_size(side: int) -> int:
+    """Output map side for an input side: ceil(in / 8), which is the official
+    ``(in + 1) // 8`` for the official sizes 128*k - 1."""
+    return -(-int(side) // STRIDE)
+
+
+def check_input_size(height: int, width: int) -> None:
+    """Raise UsageError unless ceil(side / 8) is a multiple of 16 for both sides
+    (128*k - 7 .. 128*k; the official test sizes are 128*k - 1: 127, 255, 511, 767)."""
+    bad = [s for s in (height, width) if int(s) < 1 or output_size(s) % (SIZE_MULTIPLE // STRIDE)]
+    if bad:
+        raise UsageError(f"CornerNet-Squeeze input {height}x{width} is not supported: each side must be "
+                         f"in 128*k-7 .. 128*k, officially 128*k - 1 (127, 255, 511, 767); pad the image to side | 127 as the "
+                         f"official test code does")
 
 
 class ConvBnRelu(nn.Module):
@@ -175,6 +194,8 @@ class CornerNetSqueeze(nn.Module):
         self.num_classes = num_classes
 
     def forward(self, x):
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            check_input_size(x.shape[-2], x.shape[-1])
         cnv = self.hg(x)[-1]
         tl = self.tl_modules[-1](cnv)
         br = self.br_modules[-1](cnv)
