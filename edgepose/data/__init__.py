@@ -1,0 +1,1 @@
+"""Data: frame sources (camera, video, folder, stream), COCO io, synthetic images."""

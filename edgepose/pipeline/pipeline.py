@@ -1,0 +1,339 @@
+"""Two-stage runtime: frame -> person boxes -> batched affine crops -> 17 keypoints.
+
+    pipe = edgepose.Pipeline.from_files("det.onnx", "pose.onnx")
+    result = pipe(frame_bgr)          # PoseResult (image pixels)
+
+Only NumPy/OpenCV and the runners are used here; ONNX/engine files never import torch.
+
+Per frame:
+
+1. **detector** -- CenterNet raw heads (``hm``/``wh``/``reg``, NumPy decode), CenterNet with
+   the in-graph decoder (``decode="ctdet_topk"``: ``dets [1,K,6]`` in input pixels) or
+   CornerNet-Squeeze raw heads; rows mapped back to image pixels;
+2. person class, score threshold, ``max_persons`` (highest scores first), boxes clipped to
+   the frame;
+3. **all crops in one pose call** (split only above the runner's max batch; a static batch
+   is padded, so a static-batch-1 model runs one crop at a time);
+4. heatmaps -> coordinates (argmax, +-0.25 refinement, back-projection), or the in-graph
+   ``sppe_argmax`` outputs back-projected; pose score = mean + box score + 1.25 * max.
+
+``run_reference(frame)`` does steps 3-4 one person at a time (crop, infer, decode each box
+on its own); tests compare the two.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgepose.errors import MetadataError, UsageError
+from edgepose.eval.timing import StageTimer
+
+DET_MODES = ("fix_res", "keep_res")
+
+
+@dataclass
+class PoseResult:
+    """People found in one frame, in image pixels.
+
+    ``boxes [N,4]`` xyxy detector boxes, ``box_scores [N]``, ``keypoints [N,J,2]`` (x, y),
+    ``keypoint_scores [N,J]``, ``scores [N]`` (AlphaPose pose proposal score),
+    ``timings`` ms per stage for this frame.
+    """
+
+    boxes: np.ndarray
+    box_scores: np.ndarray
+    keypoints: np.ndarray
+    keypoint_scores: np.ndarray
+    scores: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+    def __len__(self):
+        return int(self.boxes.shape[0])
+
+    @classmethod
+    def empty(cls, num_joints=17, timings=None):
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
+                   np.zeros((0, num_joints, 2), np.float32), np.zeros((0, num_joints), np.float32),
+                   np.zeros((0,), np.float32), dict(timings or {}))
+
+    def to_coco(self, image_id) -> list:
+        """COCO keypoint results (category 1): bbox xywh, keypoints x,y,score, score."""
+        from edgepose.eval.coco import results_to_coco
+
+        return results_to_coco(image_id, self.boxes, self.box_scores, self.keypoints,
+                               self.keypoint_scores, self.scores)
+
+
+def _no_meta(runner, role):
+    return MetadataError(
+        f"{getattr(runner, 'name', role)} ({role} model) has no edgepose metadata. Re-export it with "
+        "`edgepose export`, or pass --input-size/--mean/--std so edgepose knows how to feed it")
+
+
+class Pipeline:
+    """Detector + single-person pose estimator.
+
+    ``det_runner``/``pose_runner``: :class:`~edgepose.backends.base.Runner` objects whose
+    ``meta`` says how to feed and decode them.  ``score_threshold``: minimum detector score
+    of a person; ``max_persons``: keep at most this many (highest scores); ``det_mode``:
+    CenterNet geometry ``fix_res`` (default; the exported 512x512 input) or ``keep_res``
+    (needs a detector with a dynamic input size); ``flip``: AlphaPose flip test (needs raw
+    heatmaps, i.e. a pose model exported without the in-graph argmax).
+    """
+
+    def __init__(self, det_runner, pose_runner, score_threshold: float = 0.3, max_persons: int = 20,
+                 det_mode: str = "fix_res", flip: bool = False):
+        if det_runner.meta is None:
+            raise _no_meta(det_runner, "detector")
+        if pose_runner.meta is None:
+            raise _no_meta(pose_runner, "pose")
+        self.det, self.pose = det_runner, pose_runner
+        self.det_meta, self.pose_meta = det_runner.meta, pose_runner.meta
+        if self.det_meta.task not in ("ctdet", "cornernet"):
+            raise UsageError(f"{det_runner.name} is a {self.det_meta.task!r} model, not a detector; "
+                             "pass a CenterNet or CornerNet model as --det")
+        if self.pose_meta.task != "sppe":
+            raise UsageError(f"{pose_runner.name} is a {self.pose_meta.task!r} model, not a pose estimator; "
+                             "pass a FastPose/SimplePose model as --pose")
+        if det_mode not in DET_MODES:
+            raise UsageError(f"det_mode must be one of {DET_MODES}, got {det_mode!r}")
+        if flip and self.pose_meta.decode == "sppe_argmax":
+            raise UsageError(f"{pose_runner.name} decodes keypoints inside the graph, so flip test cannot "
+                             "average heatmaps; drop --flip or export the pose model without the in-graph decoder")
+        if not 0.0 <= float(score_threshold) <= 1.0:
+            raise UsageError(f"score_threshold must be in [0, 1], got {score_threshold}")
+        if int(max_persons) < 0:
+            raise UsageError(f"max_persons must be >= 0, got {max_persons}")
+        self.score_threshold = float(score_threshold)
+        self.max_persons = int(max_persons)
+        self.det_mode = det_mode
+        self.flip = bool(flip)
+        self.timer = StageTimer()
+        self.num_joints = len(self.pose_meta.keypoint_names) or 17
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_files(cls, det, pose, backend: str = "auto", det_overrides: dict | None = None,
+                   pose_overrides: dict | None = None, runner_kw: dict | None = None, **kw) -> "Pipeline":
+        """Open two model files (``.onnx``/``.engine``; zoo names with ``backend="torch"``).
+
+        ``det_overrides``/``pose_overrides``: ModelMeta fields (input_size, mean, std, ...)
+        for files without edgepose metadata.  ``runner_kw``: runner options (threads,
+        providers, ...).  ``kw``: :class:`Pipeline` options.
+        """
+        from edgepose.backends.factory import load_runner
+
+        runner_kw = dict(runner_kw or {})
+        det_runner = load_runner(det, backend=backend, meta_overrides=det_overrides, **runner_kw)
+        pose_runner = load_runner(pose, backend=backend, meta_overrides=pose_overrides, **runner_kw)
+        return cls(det_runner, pose_runner, **kw)
+
+    # ------------------------------------------------------------------ stage helpers
+    @staticmethod
+    def _feed(runner, tensor):
+        spec = runner.inputs[0]
+        return {spec.name: np.ascontiguousarray(tensor, dtype=spec.dtype)}
+
+    def detect(self, frame) -> tuple:
+        """Person boxes ``[N,4]`` (image px, clipped) and scores ``[N]``, best first."""
+        from edgepose.pipeline import decode as D
+        from edgepose.pipeline import preprocess as P
+
+        meta, timer = self.det_meta, self.timer
+        with timer("preprocess"):
+            if meta.task == "cornernet":
+                tensor, info = P.cornernet_preprocess(frame, meta)
+            else:
+                tensor, info = P.ctdet_preprocess(frame, meta, mode=self.det_mode)
+        with timer("detector"):
+            out = self.det.infer(self._feed(self.det, tensor))
+        with timer("decode"):
+            dets = self._decode_detections(out, info, D, P)
+            boxes, scores = self._select_people(dets, frame.shape)
+        return boxes, scores
+
+    def _decode_detections(self, out, info, D, P) -> np.ndarray:
+        """Raw detector outputs -> rows (x1, y1, x2, y2, score, class) in image pixels."""
+        meta = self.det_meta
+        if meta.task == "cornernet":
+            return np.asarray(D.cornernet_postprocess(self._cornernet_decode(out, D), info), np.float32)
+        if meta.decode == "ctdet_topk":
+            dets = np.array(out["dets"][0], dtype=np.float32, copy=True)
+            stride_x = float(info["inp_w"]) / float(info["out_w"])
+            stride_y = float(info["inp_h"]) / float(info["out_h"])
+            dets[:, [0, 2]] /= stride_x
+            dets[:, [1, 3]] /= stride_y
+        elif meta.decode is None:
+            k = int(meta.decode_k or 100)
+            dets = D.ctdet_decode(D.sigmoid(out["hm"]), out["wh"], out["reg"] if "reg" in out else None, K=k)[0]
+        else:
+            raise MetadataError(f"{self.det.name}: unknown in-graph decoder {meta.decode!r}; "
+                                "upgrade edgepose or re-export the detector")
+        return np.asarray(P.ctdet_postprocess(dets, info), np.float32)
+
+    def _cornernet_decode(self, out, D):
+        def pick(*names):
+            for n in names:
+                if n in out:
+                    return out[n]
+            raise MetadataError(f"{self.det.name}: CornerNet output {names[0]!r} missing (outputs: {sorted(out)})")
+
+        return D.cornernet_decode(
+            D.sigmoid(pick("tl_heat", "tl_heats")), D.sigmoid(pick("br_heat", "br_heats")),
+            pick("tl_tag", "tl_tags"), pick("br_tag", "br_tags"),
+            pick("tl_regr", "tl_offs", "tl_off"), pick("br_regr", "br_offs", "br_off"))[0]
+
+    def _select_people(self, dets, frame_shape):
+        dets = np.asarray(dets, np.float32)
+        dets = dets.reshape(-1, dets.shape[-1] if dets.ndim == 2 else 6)
+        keep = (np.round(dets[:, 5]).astype(np.int64) == int(self.det_meta.person_class)) \
+            & (dets[:, 4] >= self.score_threshold)
+        dets = dets[keep]
+        order = np.argsort(-dets[:, 4], kind="stable")[: self.max_persons]
+        dets = dets[order]
+        h, w = frame_shape[:2]
+        boxes = dets[:, :4].copy()
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        return boxes, dets[:, 4].copy()
+
+    def _pose_infer(self, batch) -> dict:
+        """One pose call for the whole batch, split at max_batch; a static batch is padded."""
+        runner = self.pose
+        n = int(batch.shape[0])
+        static = runner.inputs[0].shape[0]
+        static = static if isinstance(static, int) else None
+        chunk = static or runner.max_batch or n
+        parts = []
+        for start in range(0, n, max(chunk, 1)):
+            part = batch[start:start + chunk]
+            m = part.shape[0]
+            if static and m < static:
+                part = np.concatenate([part, np.zeros((static - m,) + part.shape[1:], part.dtype)])
+            out = runner.infer(self._feed(runner, part))
+            parts.append({k: v[:m] for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _pose_outputs(self, batch):
+        """Crops -> (heatmaps or None, coords-in-heatmap-px or None, scores or None)."""
+        if not self.flip:
+            return self._pose_infer(batch)
+        from edgepose.pipeline import decode as D
+
+        n = batch.shape[0]
+        both = np.concatenate([batch, np.ascontiguousarray(batch[..., ::-1])])
+        out = self._pose_infer(both)
+        name = self._heatmap_name(out)
+        hm, hm_flipped = out[name][:n], out[name][n:]
+        back = D.flip_heatmap_back(hm_flipped, self.pose_meta.flip_pairs)
+        return {name: (hm + back) * 0.5}
+
+    def _heatmap_name(self, out):
+        if "heatmaps" in out:
+            return "heatmaps"
+        if len(out) == 1:
+            return next(iter(out))
+        raise MetadataError(f"{self.pose.name}: cannot find the heatmap output among {sorted(out)}; re-export it")
+
+    def _keypoints(self, out, crop_boxes):
+        """Pose outputs -> (coords [N,J,2] image px, joint scores [N,J,1])."""
+        from edgepose.pipeline import decode as D
+
+        if self.pose_meta.decode == "sppe_argmax":
+            coords = np.asarray(out["coords"], np.float32)
+            scores = np.asarray(out["scores"], np.float32).reshape(coords.shape[0], coords.shape[1], 1)
+            return self._backproject(coords, crop_boxes), scores
+        if self.pose_meta.decode is not None:
+            raise MetadataError(f"{self.pose.name}: unknown in-graph decoder {self.pose_meta.decode!r}; "
+                                "upgrade edgepose or re-export the pose model")
+        coords, scores = D.heatmap_to_coords(out[self._heatmap_name(out)], crop_boxes)
+        return np.asarray(coords, np.float32), np.asarray(scores, np.float32)
+
+    def _heatmap_size(self):
+        extra = self.pose_meta.extra or {}
+        if "heatmap_size" in extra:
+            h, w = extra["heatmap_size"]
+            return int(h), int(w)
+        stride = int((self.pose_meta.heads.get("heatmaps") or {}).get("stride") or 4)
+        h, w = self.pose_meta.input_size
+        return h // stride, w // stride
+
+    def _backproject(self, coords, crop_boxes):
+        """In-graph argmax coordinates (heatmap px) -> image px, the official inverse affine:
+        both axes scale by crop width / heatmap width, around the crop box centre."""
+        hm_h, hm_w = self._heatmap_size()
+        boxes = np.asarray(crop_boxes, np.float64)
+        bw = boxes[:, 2] - boxes[:, 0]
+        cx = boxes[:, 0] + bw * 0.5
+        cy = boxes[:, 1] + (boxes[:, 3] - boxes[:, 1]) * 0.5
+        k = (bw / hm_w)[:, None]
+        out = np.empty(coords.shape, np.float64)
+        out[..., 0] = (coords[..., 0] - hm_w * 0.5) * k + cx[:, None]
+        out[..., 1] = (coords[..., 1] - hm_h * 0.5) * k + cy[:, None]
+        return out.astype(np.float32)
+
+    def _finish(self, boxes, box_scores, coords, joint_scores, timings):
+        from edgepose.pipeline import decode as D
+
+        scores = np.asarray(D.pose_scores(joint_scores, box_scores), np.float32).reshape(-1)
+        return PoseResult(boxes.astype(np.float32), box_scores.astype(np.float32), coords.astype(np.float32),
+                          joint_scores.reshape(joint_scores.shape[0], -1).astype(np.float32), scores, timings)
+
+    # ------------------------------------------------------------------ public
+    def __call__(self, frame) -> PoseResult:
+        """Detect people in a BGR uint8 frame and estimate their keypoints (batched)."""
+        from edgepose.pipeline import preprocess as P
+
+        frame = self._check_frame(frame)
+        timer = self.timer
+        timer.new_frame()
+        boxes, box_scores = self.detect(frame)
+        if len(boxes) == 0:
+            return PoseResult.empty(self.num_joints, timer.end_frame())
+        with timer("crop"):
+            batch, crop_boxes = P.crop_people(frame, boxes, self.pose_meta)
+        with timer("pose"):
+            out = self._pose_outputs(batch)
+        with timer("postprocess"):
+            coords, joint_scores = self._keypoints(out, crop_boxes)
+        result = self._finish(boxes, box_scores, coords, joint_scores, {})
+        result.timings = timer.end_frame()
+        return result
+
+    def run_reference(self, frame) -> PoseResult:
+        """The slow path: every person cropped, run and decoded on its own (batch of 1).
+        Same numbers as :meth:`__call__`; used by tests as its reference."""
+        from edgepose.pipeline import preprocess as P
+
+        frame = self._check_frame(frame)
+        self.timer.new_frame()
+        boxes, box_scores = self.detect(frame)
+        coords_all, scores_all = [], []
+        for i in range(len(boxes)):
+            crop, crop_box = P.crop_people(frame, boxes[i:i + 1], self.pose_meta)
+            out = self._pose_outputs(crop)
+            coords, joint_scores = self._keypoints(out, crop_box)
+            coords_all.append(coords)
+            scores_all.append(joint_scores)
+        timings = self.timer.end_frame()
+        if not coords_all:
+            return PoseResult.empty(self.num_joints, timings)
+        return self._finish(boxes, box_scores, np.concatenate(coords_all), np.concatenate(scores_all), timings)
+
+    @staticmethod
+    def _check_frame(frame):
+        if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
+            shape = getattr(frame, "shape", None)
+            raise UsageError(f"a frame must be a BGR image array HxWx3, got {type(frame).__name__} {shape}; "
+                             "read images with cv2.imread")
+        if frame.dtype != np.uint8:
+            raise UsageError(f"a frame must be uint8 BGR, got {frame.dtype}; convert with .astype(np.uint8)")
+        return frame
+
+    def latency_stats(self) -> dict:
+        return self.timer.stats()
+
+    def close(self):
+        for r in (self.det, self.pose):
+            r.close()

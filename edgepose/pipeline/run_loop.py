@@ -1,0 +1,228 @@
+"""The frame loop behind ``edgepose run``: source -> pipeline -> overlay / video / COCO JSON.
+
+:func:`run_source` never loses work: when the stream ends early, a frame cannot be read or
+the user presses Ctrl-C, the JSON and the video hold every frame processed so far.  The
+video is written to a hidden temporary file beside the target and renamed at the end; the
+JSON is written through :func:`edgepose.io_utils.atomic_path`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgepose.errors import UsageError
+from edgepose.eval.timing import StageTimer, format_latency_table
+
+log = logging.getLogger("edgepose")
+
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+
+
+@dataclass
+class RunSummary:
+    frames_read: int = 0
+    frames_processed: int = 0
+    skipped: int = 0
+    stopped_early: bool = False
+    interrupted: bool = False
+    persons: int = 0
+    wall_s: float = 0.0
+    stats: dict = field(default_factory=dict)
+    json_path: str | None = None
+    video_path: str | None = None
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second (reading, inference, drawing, writing)."""
+        return self.frames_processed / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def pipeline_fps(self) -> float:
+        """Frames per second of the pipeline stages alone (1000 / mean total ms)."""
+        total = self.stats.get("total")
+        return 1000.0 / total.mean if total is not None and total.mean > 0 else 0.0
+
+    def report(self) -> str:
+        lines = [format_latency_table(self.stats)] if self.stats else ["no frame was processed"]
+        lines.append(f"FPS: {self.fps:.2f} end-to-end, {self.pipeline_fps:.2f} pipeline only")
+        note = []
+        if self.stopped_early:
+            note.append("the source stopped early")
+        if self.interrupted:
+            note.append("interrupted")
+        lines.append(f"frames: {self.frames_read} read, {self.frames_processed} processed, {self.skipped} skipped"
+                     + (f" ({', '.join(note)})" if note else "") + f"; {self.persons} people")
+        if self.json_path:
+            lines.append(f"results: {self.json_path}")
+        if self.video_path:
+            lines.append(f"video: {self.video_path}")
+        return "\n".join(lines)
+
+
+def image_id_for(frame_id: int, name: str, kind: str) -> int:
+    """COCO image id: the numeric file stem for images (``000000000139.jpg`` -> 139),
+    otherwise the frame index."""
+    if kind in ("folder", "image"):
+        stem = Path(name).stem
+        if stem.isdigit():
+            return int(stem)
+    return int(frame_id)
+
+
+class _VideoOut:
+    """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`finish` renames it."""
+
+    def __init__(self, path, fps):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _FOURCC:
+            raise UsageError(f"--save {self.path}: unsupported video type; use .mp4 or .avi")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.fps = float(fps) if fps else 25.0
+        self.fourcc = _FOURCC[suffix]
+        self.writer = None
+        self.frames = 0
+
+    def write(self, image):
+        import cv2
+
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.size = (w, h)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            if not self.writer.isOpened():
+                self.writer = None
+                raise UsageError(f"cannot write video {self.path}: this OpenCV build has no {self.fourcc} "
+                                 "encoder; try --save out.avi")
+        if (image.shape[1], image.shape[0]) != self.size:  # folders of mixed sizes
+            image = cv2.resize(image, self.size)
+        self.writer.write(image)
+        self.frames += 1
+
+    def finish(self) -> str | None:
+        if self.writer is None:
+            return None
+        self.writer.release()
+        self.writer = None
+        os.replace(self.tmp, self.path)
+        return str(self.path)
+
+    def abort(self):
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
+def _write_json(path, records):
+    from edgepose.io_utils import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(records, fh)
+    return str(path)
+
+
+def run_source(pipeline, source, show: bool = False, save=None, json_path=None, progress: bool = True,
+               kp_threshold: float = 0.2, max_frames: int | None = None, on_result=None) -> RunSummary:
+    """Run ``pipeline`` on every frame of ``source`` (from :func:`edgepose.data.sources.open_source`).
+
+    ``show``: an OpenCV window (q / Esc stops); ``save``: overlay video path; ``json_path``:
+    COCO keypoint results; ``on_result(frame_id, name, frame, result)``: a hook per frame.
+    Returns a :class:`RunSummary`; outputs hold every processed frame even after Ctrl-C or
+    a stream that stopped early.
+    """
+    from edgepose.pipeline.visualize import draw_poses
+
+    summary = RunSummary()
+    timer = StageTimer()
+    records = []
+    video = _VideoOut(save, source.fps) if save else None
+    if show:
+        _check_gui()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=source.total, unit="frame", desc=Path(str(source.description)).name or "frames",
+                   dynamic_ncols=True, leave=True)
+    live_fps = None
+    start = time.perf_counter()
+    ok = False
+    try:
+        try:
+            for frame_id, frame, name in source:
+                t0 = time.perf_counter()
+                result = pipeline(frame)
+                timer.merge_frame(result.timings)
+                summary.frames_processed += 1
+                summary.persons += len(result)
+                if json_path:
+                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+                if on_result is not None:
+                    on_result(frame_id, name, frame, result)
+                if video is not None or show:
+                    overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
+                    if video is not None:
+                        video.write(overlay)
+                    if show and _show(overlay):
+                        source.stop()
+                dt = time.perf_counter() - t0
+                live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
+                if max_frames is not None and summary.frames_processed >= max_frames:
+                    source.stop()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            log.warning("edgepose: interrupted; writing the %d frames processed so far", summary.frames_processed)
+        ok = True
+    finally:
+        summary.wall_s = time.perf_counter() - start
+        if bar is not None:
+            bar.close()
+        summary.frames_read = source.frames_read
+        summary.skipped = source.skipped
+        summary.stopped_early = bool(source.stopped_early)
+        summary.stats = timer.stats()
+        if video is not None:
+            summary.video_path = video.finish() if (ok or video.frames) else video.abort()
+        if json_path and (ok or records):
+            summary.json_path = _write_json(json_path, records)
+        if show:
+            _close_windows()
+    return summary
+
+
+def _check_gui():
+    import cv2
+
+    try:
+        cv2.namedWindow("edgepose", cv2.WINDOW_NORMAL)
+    except cv2.error:
+        raise UsageError("--show needs an OpenCV build with GUI support (pip install opencv-python, "
+                         "not -headless) and a display; use --save out.mp4 instead") from None
+
+
+def _show(image) -> bool:
+    """Show a frame; True when the user asked to stop (q or Esc)."""
+    import cv2
+
+    cv2.imshow("edgepose", image)
+    return (cv2.waitKey(1) & 0xFF) in (ord("q"), 27)
+
+
+def _close_windows():
+    import cv2
+
+    try:
+        cv2.destroyAllWindows()
+    except cv2.error:
+        pass
