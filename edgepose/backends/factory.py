@@ -114,7 +114,7 @@ def guess_meta(runner, **overrides):
 
     names = [o.name for o in runner.outputs]
     spec_in = runner.inputs[0]
-    if {"hm", "wh", "reg"} <= set(names):
+    if {"hm", "wh"} <= set(names):
         task, decode = "ctdet", None
     elif "dets" in names:
         task, decode = "ctdet", "ctdet_topk"
@@ -142,7 +142,7 @@ def guess_meta(runner, **overrides):
         base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR)
         if task == "ctdet":
             base["heads"] = {n: {"channels": None, "stride": 4, "activation": "sigmoid" if n == "hm" else None}
-                             for n in ("hm", "wh", "reg")}
+                             for n in names}
     base.update(model=Path(str(runner.name)).stem, task=task, decode=decode, input_size=tuple(size),
                 input_name=spec_in.name, output_names=names, batch=spec_in.shape[0])
     base.update(overrides)

@@ -4,41 +4,18 @@ torch is imported only when a TorchRunner is built (never by the runtime pipelin
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgepose._deps import require
 from edgepose.backends.base import Runner, TensorSpec
-from edgepose.errors import CheckpointError, MetadataError, UsageError
+from edgepose.errors import MetadataError, UsageError
 
 
 def _load_weights(model, weights, spec_name=None):
-    """Load a checkpoint into ``model``: the zoo loader when there is one, else a strict
-    state_dict load after unwrapping ``{'state_dict': ...}`` and a ``module.`` prefix."""
-    try:
-        from edgepose.models import load_checkpoint  # written with the zoo; optional here
-    except ImportError:
-        load_checkpoint = None
-    if load_checkpoint is not None:
-        return load_checkpoint(model, str(weights))
-    torch = require("torch")
-    path = Path(weights)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file; check the path")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read checkpoint {path} ({exc}); is it a PyTorch .pth/.pkl file?") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not fit {spec_name or type(model).__name__}: missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]}; pick the zoo model that matches the checkpoint")
-    return model
+    """Load an official checkpoint strictly (edgepose.models.checkpoint handles the wrappers)."""
+    from edgepose.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(model, str(weights), strict=True)
 
 
 class TorchRunner(Runner):
