@@ -309,7 +309,7 @@ def render_background(rng, image_size, clutter=None):
         img += (rng.uniform(10, 50) * np.sign(t))[..., None]
     # high-frequency grain
     s = int(rng.integers(1, 5))
-    grain = rng.normal(0, rng.uniform(3, 25), (max(2, H // s), max(2, W // s), 1)).astype(np.float32)
+    grain = rng.standard_normal((max(2, H // s), max(2, W // s), 1), dtype=np.float32) * np.float32(rng.uniform(3, 25))
     img += cv2.resize(grain, (W, H), interpolation=cv2.INTER_LINEAR)[..., None]
     img = np.clip(img, 0, 255).astype(np.uint8)
     n = int(rng.integers(2, 14)) if clutter is None else clutter
@@ -357,8 +357,10 @@ def degrade(rng, img):
         img = cv2.filter2D(img, -1, kern / max(kern.sum(), 1e-6))
     sigma = float(rng.uniform(0, 8))
     if sigma > 0.5:
-        noise = rng.normal(0, sigma, img.shape).astype(np.float32)
-        img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        noise = rng.standard_normal(img.shape, dtype=np.float32)
+        noise *= sigma
+        noise += img
+        img = np.clip(noise, 0, 255, out=noise).astype(np.uint8)
     if rng.random() < 0.8:
         q = int(rng.integers(30, 96))
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
@@ -613,9 +615,10 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
 
 
 def _light_degrade(rng, img):
-    sigma = 2.0
-    noise = rng.normal(0, sigma, img.shape).astype(np.float32)
-    return np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    noise = rng.standard_normal(img.shape, dtype=np.float32)
+    noise *= 2.0
+    noise += img
+    return np.clip(noise, 0, 255, out=noise).astype(np.uint8)
 
 
 def scene_with_people(seed, num_people, image_size=(256, 256)):
