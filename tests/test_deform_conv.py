@@ -157,3 +157,16 @@ def test_onnx_dcn_module_matches_torch(tmp_path):
     assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
     (got1,) = _ort_run(path, {"x": x[:1].numpy()})  # dynamic batch
     assert np.abs(got1 - ref[:1]).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_gradients_match_finite_differences():
+    """The torch implementation is differentiable (x, offset, weight, bias, mask) for fine-tuning."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 2, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    offset = (torch.rand(1, 18, 2, 3, generator=g, dtype=torch.float64) * 2.6 - 1.3).requires_grad_()
+    weight = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(1, 9, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda a, o, w, b, m: deform_conv2d(a, o, w, b, stride=2, padding=1, mask=m),
+        (x, offset, weight, bias, mask), eps=1e-6, atol=1e-5)
