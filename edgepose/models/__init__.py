@@ -90,6 +90,7 @@ def create(name: str, **kw):
     args = {k: v for k, v in {**spec.defaults, **kw}.items() if k != "input_size"}
     model = builder(**args)
     model.edgepose_spec = spec
+    model.edgepose_kwargs = args
     return model
 
 

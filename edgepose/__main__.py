@@ -1,0 +1,3 @@
+from edgepose.cli import main
+
+main()

@@ -1,0 +1,186 @@
+"""Export a zoo model (or any module returning a dict of heads) to a verified ONNX file.
+
+Steps: build / load weights -> ``torch.onnx.export`` (TorchScript exporter) -> onnxsim ->
+attach :class:`~edgepose.metadata.ModelMeta` -> run ONNX Runtime and PyTorch on the same
+input -> write atomically only if every output is within tolerance.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepose._deps import require
+from edgepose.errors import ExportError, UsageError
+from edgepose.export.verify import compare_outputs, format_errors
+from edgepose.io_utils import atomic_path
+from edgepose.metadata import ModelMeta, attach_metadata
+
+FP32_TOLERANCE = 1e-4  # max abs error / max |torch output|, per output
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    meta: ModelMeta
+    errors: list = field(default_factory=list)
+    verified: bool = False
+    simplified: bool = False
+    tolerance: float = FP32_TOLERANCE
+    notes: list = field(default_factory=list)
+
+    def format(self) -> str:
+        head = f"wrote {self.path}  ({self.meta.model}, {self.meta.task}, input {self.meta.input_size[0]}x" \
+               f"{self.meta.input_size[1]}, batch {self.meta.batch or 'dynamic'}, opset {self.meta.opset})"
+        body = format_errors(self.errors, self.tolerance) if self.errors else "not verified"
+        return "\n".join([head, "ONNX Runtime vs PyTorch:", body, *self.notes])
+
+
+def _parse_batch(batch):
+    if batch in (None, "dynamic"):
+        return None
+    try:
+        value = int(batch)
+    except (TypeError, ValueError):
+        raise UsageError(f"--batch must be a positive integer or 'dynamic', got {batch!r}") from None
+    if value < 1:
+        raise UsageError(f"--batch must be >= 1, got {value}")
+    return value
+
+
+def _prepare_model(model, weights, model_kwargs):
+    from edgepose.models import create
+    from edgepose.models.checkpoint import load_checkpoint
+
+    if isinstance(model, str):
+        model = create(model, **(model_kwargs or {}))
+        if weights is None:
+            weights = "random"
+    if weights not in (None, "random"):
+        load_checkpoint(model, weights, strict=True)
+    return model.eval()
+
+
+def _uses_deform_conv(model) -> bool:
+    return any(type(m).__name__ == "DCN" for m in model.modules())
+
+
+def _meta_for(model, input_size, batch, meta):
+    spec = getattr(model, "edgepose_spec", None)
+    if meta is None:
+        if spec is None:
+            raise UsageError("this module is not from the edgepose zoo: pass meta=ModelMeta(...) "
+                             "so the ONNX file can describe its input and heads")
+        kwargs = {k: v for k, v in getattr(model, "edgepose_kwargs", {}).items() if k in ("num_classes", "num_joints")}
+        meta = spec.meta(**kwargs)
+    if input_size is not None:
+        meta = meta.replace(input_size=tuple(input_size))
+    return meta.replace(batch=batch)
+
+
+def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset=None, decode=False,
+               decode_k=100, plugins=False, simplify=True, verify=True, meta=None,
+               tolerance=FP32_TOLERANCE, model_kwargs=None, seed=0, log=None) -> ExportReport:
+    """Export ``model`` (zoo name or ``nn.Module``) to ``out_path``; returns an ExportReport.
+
+    ``weights``: None (keep the module's), ``"random"`` or a checkpoint path.  ``batch``: an
+    int or ``"dynamic"``.  ``decode``: end the graph in the standard-op decoder (CenterNet
+    boxes / SPPE argmax coordinates).  ``plugins``: emit TensorRT plugin nodes for custom ops
+    (not runnable on ONNX Runtime, so not verified).  Raises ExportError, leaving no file,
+    when ONNX Runtime and PyTorch differ by more than ``tolerance`` of an output's maximum.
+    """
+    torch = require("torch")
+    from edgepose.ops import plugin_export
+
+    say = log or (lambda msg: None)
+    batch = _parse_batch(batch)
+    model = _prepare_model(model, weights, model_kwargs)
+    meta = _meta_for(model, input_size, batch, meta)
+    h, w = meta.input_size
+    if h % 32 or w % 32:
+        if meta.task == "ctdet":
+            raise UsageError(f"CenterNet input size must be a multiple of 32, got {h}x{w}")
+    opset = opset or (19 if _uses_deform_conv(model) else 17)
+    if opset < 17:
+        raise UsageError(f"opset {opset} is too old: edgepose exports opset >= 17 (19 with DeformConv)")
+    if _uses_deform_conv(model) and opset < 19:
+        raise UsageError("this model has deformable convolutions, which ONNX has from opset 19: use --opset 19")
+
+    net, output_names = model, None
+    if decode:
+        from edgepose.export.graph_decode import wrap_with_decode
+
+        net, output_names, updates = wrap_with_decode(model, meta, K=decode_k)
+        meta = meta.replace(**updates)
+    generator = torch.Generator().manual_seed(seed)
+    example = torch.randn(batch or 2, 3, h, w, generator=generator)
+    with torch.no_grad():
+        reference = net(example)
+    if isinstance(reference, dict):
+        output_names = output_names or list(reference)
+        reference = {k: v.numpy() for k, v in reference.items()}
+    else:
+        reference = reference if isinstance(reference, (tuple, list)) else (reference,)
+        reference = dict(zip(output_names, (r.numpy() for r in reference)))
+    meta = meta.replace(output_names=output_names, opset=opset, input_name=meta.input_name or "input")
+    input_name = meta.input_name
+    dynamic_axes = None
+    if batch is None:
+        dynamic_axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+
+    onnx = require("onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path = Path(tmp) / "raw.onnx"
+        say(f"exporting {meta.model} to ONNX (opset {opset})")
+        try:
+            with plugin_export(plugins), torch.no_grad():
+                torch.onnx.export(net, (example,), str(raw_path), input_names=[input_name],
+                                  output_names=output_names, opset_version=opset,
+                                  dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        except Exception as exc:  # the exporter raises many kinds
+            raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
+        proto = onnx.load(str(raw_path))
+    report = ExportReport(path=Path(out_path), meta=meta, tolerance=tolerance)
+    if simplify and not plugins:
+        proto, report.simplified = _simplify(proto, report.notes)
+    elif plugins:
+        report.notes.append("not simplified: graph has plugin nodes")
+    attach_metadata(proto, meta)
+
+    with atomic_path(out_path) as tmp_path:
+        onnx.save(proto, str(tmp_path))
+        if verify and not plugins:
+            say("checking ONNX Runtime against PyTorch")
+            report.errors = _verify(tmp_path, input_name, example.numpy(), reference, tolerance)
+            report.verified = True
+            if not all(e.ok for e in report.errors):
+                raise ExportError("ONNX Runtime and PyTorch disagree beyond tolerance; no file written.\n"
+                                  + format_errors(report.errors, tolerance))
+        elif plugins:
+            report.notes.append("not verified on ONNX Runtime: plugin nodes run only in TensorRT "
+                                "(export without --plugins to verify the decomposition)")
+    return report
+
+
+def _simplify(proto, notes):
+    try:
+        onnxsim = require("onnxsim")
+        simplified, ok = onnxsim.simplify(proto)
+    except Exception as exc:  # onnxsim raises on exotic graphs; the unsimplified graph is still valid
+        notes.append(f"onnxsim skipped: {exc}")
+        return proto, False
+    if not ok:
+        notes.append("onnxsim check failed; kept the unsimplified graph")
+        return proto, False
+    return simplified, True
+
+
+def _verify(path, input_name, example, reference, tolerance):
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(names, {input_name: example.astype(np.float32)})))
+    return compare_outputs(reference, outputs, tolerance)
