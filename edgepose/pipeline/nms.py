@@ -17,8 +17,9 @@ def soft_nms(boxes, sigma=0.5, Nt=0.5, threshold=0.001, method=2, official_quirk
     Re-implements the Cython ``soft_nms`` shared by CenterNet and CornerNet-Lite, in float32
     like the original: rows are sorted by repeatedly picking the maximum; each later row is
     decayed by the picked one (``method`` 2: ``exp(-iou**2 / sigma)``; 1: linear ``1 - iou``
-    above ``Nt``; 0: hard NMS at ``Nt``), IoU with the +1 pixel convention; a row whose score
-    drops below ``threshold`` is overwritten by the last live row and the live count shrinks.
+    above ``Nt``; 0: hard NMS at ``Nt``), IoU with the +1 pixel convention; an overlapping
+    row whose score drops below ``threshold`` is overwritten by the last live row and the
+    live count shrinks (non-overlapping rows are never discarded, whatever their score).
 
     * default (``official_quirk=False``): returns only the live rows -- the function's keep
       list applied, which is the intended behaviour.
@@ -75,7 +76,7 @@ def soft_nms(boxes, sigma=0.5, Nt=0.5, threshold=0.001, method=2, official_quirk
         p = 0
         while p < m:
             k = slot[p]
-            if dec[k] < thr:
+            if hit[k] and dec[k] < thr:  # only overlapping (decayed) rows are ever discarded
                 last = slot[m - 1]
                 stale[m - 1] = (last, last == k)  # the slot keeps `last` (decayed only if it is k)
                 slot[p] = last
