@@ -179,10 +179,11 @@ class Pipeline:
                     return out[n]
             raise MetadataError(f"{self.det.name}: CornerNet output {names[0]!r} missing (outputs: {sorted(out)})")
 
-        return D.cornernet_decode(
-            D.sigmoid(pick("tl_heat", "tl_heats")), D.sigmoid(pick("br_heat", "br_heats")),
+        cfg = dict(D.CORNERNET_SQUEEZE_TEST, **(self.det_meta.extra or {}).get("cornernet_decode", {}))
+        return D.cornernet_decode(  # raw logits: the decoder applies the sigmoid
+            pick("tl_heat", "tl_heats"), pick("br_heat", "br_heats"),
             pick("tl_tag", "tl_tags"), pick("br_tag", "br_tags"),
-            pick("tl_regr", "tl_offs", "tl_off"), pick("br_regr", "br_offs", "br_off"))[0]
+            pick("tl_regr", "tl_offs", "tl_off"), pick("br_regr", "br_offs", "br_off"), **cfg)[0]
 
     def _select_people(self, dets, frame_shape):
         dets = np.asarray(dets, np.float32)

@@ -1,0 +1,304 @@
+"""Two-stage pipeline on generated frames with tiny exported models.
+
+The batched pipeline (all crops of a frame in one pose call) must give the same numbers
+as ``run_reference`` (each person cropped, run and decoded on its own); static-batch pose
+models (1 and 3, padded) and the in-graph decoders must agree with the dynamic raw-head
+path; the ONNX path must work with torch unimportable.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepose.errors import UsageError
+from edgepose.metadata import (ALPHAPOSE_MEAN_RGB, COCO_FLIP_PAIRS, COCO_KEYPOINTS, COCO_MEAN_BGR, COCO_STD_BGR,
+                               ModelMeta, attach_metadata)
+
+REPO = Path(__file__).resolve().parents[1]
+ATOL = 1e-5  # batched vs one-at-a-time (same backend, same arithmetic up to GEMM blocking)
+
+DET_META = ModelMeta(
+    model="tiny_det", task="ctdet", input_size=(64, 64), output_names=["hm", "wh", "reg"], batch=1,
+    channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=2, person_class=0,
+    heads={"hm": {"channels": 2, "stride": 4, "activation": "sigmoid"},
+           "wh": {"channels": 2, "stride": 4, "activation": None},
+           "reg": {"channels": 2, "stride": 4, "activation": None}})
+POSE_META = ModelMeta(
+    model="tiny_pose", task="sppe", input_size=(32, 24), output_names=["heatmaps"], batch=None,
+    channel_order="RGB", mean=ALPHAPOSE_MEAN_RGB, std=(1.0, 1.0, 1.0), num_classes=1,
+    keypoint_names=COCO_KEYPOINTS, flip_pairs=COCO_FLIP_PAIRS,
+    heads={"heatmaps": {"channels": 17, "stride": 4, "activation": None}})
+
+
+def _tiny_nets():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    class TinyDet(nn.Module):
+        """Class 0 ("person") fires on bright areas, class 1 on dark ones; a random conv
+        breaks the plateaus into distinct peaks."""
+
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.AvgPool2d(4)
+            self.mix = nn.Conv2d(3, 8, 3, padding=1)
+            self.noise = nn.Conv2d(8, 2, 3, padding=1)
+            self.wh_conv = nn.Conv2d(8, 2, 1)
+            self.reg_conv = nn.Conv2d(8, 2, 1)
+
+        def forward(self, x):
+            p = self.pool(x)
+            bright = p.mean(1, keepdim=True)
+            f = torch.relu(self.mix(p))
+            hm = torch.cat([3 * bright - 1, -3 * bright - 2], 1) + 0.5 * self.noise(f)
+            wh = 2 + 6 * torch.sigmoid(self.wh_conv(f))
+            reg = torch.sigmoid(self.reg_conv(f))
+            return {"hm": hm, "wh": wh, "reg": reg}
+
+    class TinyPose(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down = nn.Conv2d(3, 16, 4, stride=4)
+            self.out = nn.Conv2d(16, 17, 3, padding=1)
+
+        def forward(self, x):
+            return {"heatmaps": self.out(torch.relu(self.down(x)))}
+
+    return TinyDet().eval(), TinyPose().eval()
+
+
+def _export(net, meta, path, batch):
+    import onnx
+    import torch
+
+    h, w = meta.input_size
+    names = list(meta.output_names)
+    dyn = None
+    if batch is None:
+        dyn = {meta.input_name: {0: "n"}, **{n: {0: "n"} for n in names}}
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.zeros(batch or 2, 3, h, w),), str(path), input_names=[meta.input_name],
+                          output_names=names, dynamic_axes=dyn, opset_version=17, dynamo=False)
+    proto = onnx.load(str(path))
+    attach_metadata(proto, meta.replace(batch=batch))
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_tiny_models(folder) -> dict:
+    """Tiny detector (64x64) and pose nets (32x24, dynamic / static-1 / static-3 batch, plus
+    in-graph-decode variants) exported to ONNX with edgepose metadata."""
+    import torch
+
+    torch.set_num_threads(1)
+    folder = Path(folder)
+    det, pose = _tiny_nets()
+    paths = {
+        "det": _export(det, DET_META, folder / "det.onnx", 1),
+        "pose": _export(pose, POSE_META, folder / "pose.onnx", None),
+        "pose_b1": _export(pose, POSE_META, folder / "pose_b1.onnx", 1),
+        "pose_b3": _export(pose, POSE_META, folder / "pose_b3.onnx", 3),
+    }
+    try:
+        from edgepose.export.graph_decode import wrap_with_decode
+    except ImportError:
+        return paths
+    wdet, _, upd = wrap_with_decode(det, DET_META, K=100)
+    paths["det_topk"] = _export(wdet.eval(), DET_META.replace(**upd), folder / "det_topk.onnx", 1)
+    wpose, _, upd = wrap_with_decode(pose, POSE_META)
+    paths["pose_argmax"] = _export(wpose.eval(), POSE_META.replace(**upd), folder / "pose_argmax.onnx", None)
+    paths["nets"] = (det, pose)
+    return paths
+
+
+def make_frame(seed, h=96, w=128, n_rect=3):
+    """Dark noisy background with a few bright rectangles ("people")."""
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(10, 60, (h, w, 3), dtype=np.uint8)
+    for _ in range(n_rect):
+        x1, y1 = int(rng.integers(0, w - 24)), int(rng.integers(0, h - 30))
+        bw, bh = int(rng.integers(12, 24)), int(rng.integers(20, 30))
+        frame[y1:y1 + bh, x1:x1 + bw] = rng.integers(200, 256, (bh, bw, 3), dtype=np.uint8)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    pytest.importorskip("torch")
+    return export_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+def _pipe(det, pose, **kw):
+    from edgepose.pipeline.pipeline import Pipeline
+
+    return Pipeline.from_files(det, pose, runner_kw={"threads": 1}, **kw)
+
+
+def _assert_same(a, b, atol=ATOL):
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.boxes, b.boxes, rtol=0, atol=atol)
+    np.testing.assert_allclose(a.box_scores, b.box_scores, rtol=0, atol=atol)
+    np.testing.assert_allclose(a.keypoints, b.keypoints, rtol=0, atol=atol)
+    np.testing.assert_allclose(a.keypoint_scores, b.keypoint_scores, rtol=0, atol=atol)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=atol)
+
+
+def test_batched_equals_one_person_at_a_time(models):
+    pipe = _pipe(models["det"], models["pose"])
+    total = 0
+    for seed in range(4):
+        frame = make_frame(seed)
+        res = pipe(frame)
+        ref = pipe.run_reference(frame)
+        _assert_same(res, ref)
+        total += len(res)
+        n = len(res)
+        assert res.boxes.shape == (n, 4) and res.keypoints.shape == (n, 17, 2)
+        assert res.keypoint_scores.shape == (n, 17) and res.scores.shape == (n,)
+        assert np.all(res.box_scores >= 0.3) and np.all(np.diff(res.box_scores) <= 0)
+        # boxes clipped into the frame; keypoints land near their box (crop is 1.25x the box)
+        assert np.all(res.boxes[:, [0, 2]] <= 128) and np.all(res.boxes >= 0)
+        assert set(res.timings) == {"preprocess", "detector", "decode", "crop", "pose", "postprocess"}
+    assert total >= 8  # the bright rectangles are found (otherwise the comparison is vacuous)
+
+
+def test_people_are_on_bright_rectangles(models):
+    pipe = _pipe(models["det"], models["pose"])
+    frame = make_frame(1)
+    res = pipe(frame)
+    assert len(res) > 0
+    gray = frame.mean(axis=2)
+    for x1, y1, x2, y2 in res.boxes:
+        cx, cy = int((x1 + x2) / 2), int((y1 + y2) / 2)
+        patch = gray[max(cy - 6, 0):cy + 6, max(cx - 6, 0):cx + 6]
+        assert patch.max() > 150  # a person box is centred near a bright rectangle
+
+
+def test_pose_scores_formula(models):
+    res = _pipe(models["det"], models["pose"])(make_frame(2))
+    assert len(res) > 0
+    expect = res.keypoint_scores.mean(1) + res.box_scores + 1.25 * res.keypoint_scores.max(1)
+    np.testing.assert_allclose(res.scores, expect, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["pose_b1", "pose_b3"])
+def test_static_batch_pose_models_agree(models, variant):
+    dyn = _pipe(models["det"], models["pose"], max_persons=7)
+    static = _pipe(models["det"], models[variant], max_persons=7)
+    assert static.pose.max_batch == int(variant[-1])
+    for seed in range(3):
+        frame = make_frame(seed, n_rect=7)
+        a, b = dyn(frame), static(frame)
+        assert len(a) > 3  # several chunks, the last one padded
+        _assert_same(a, b)
+
+
+def test_flip_batched_equals_reference(models):
+    pipe = _pipe(models["det"], models["pose"], flip=True)
+    plain = _pipe(models["det"], models["pose"])
+    frame = make_frame(3)
+    res, ref, no_flip = pipe(frame), pipe.run_reference(frame), plain(frame)
+    _assert_same(res, ref)
+    assert len(res) > 0
+    assert not np.allclose(res.keypoint_scores, no_flip.keypoint_scores)  # flip really averaged
+
+
+def test_in_graph_decoders_match_host_decode(models):
+    if "det_topk" not in models:
+        pytest.fail("edgepose.export.graph_decode is missing; the in-graph decoders cannot be checked")
+    host = _pipe(models["det"], models["pose"])
+    graph = _pipe(models["det_topk"], models["pose_argmax"])
+    assert graph.det_meta.decode == "ctdet_topk" and graph.pose_meta.decode == "sppe_argmax"
+    for seed in range(3):
+        frame = make_frame(seed)
+        a, b = host(frame), graph(frame)
+        _assert_same(a, b, atol=1e-4)  # torch vs NumPy sigmoid/decode: float32 rounding only
+    with pytest.raises(UsageError, match="flip"):
+        _pipe(models["det_topk"], models["pose_argmax"], flip=True)
+
+
+def test_filters_threshold_max_persons_and_empty(models):
+    pipe = _pipe(models["det"], models["pose"], max_persons=2)
+    frame = make_frame(0)
+    assert len(pipe(frame)) == 2
+    none = _pipe(models["det"], models["pose"], score_threshold=1.0)(frame)
+    assert len(none) == 0 and none.keypoints.shape == (0, 17, 2) and none.scores.shape == (0,)
+    # class filter: class 1 fires on the dark background; no person may come from it
+    dark = np.full((96, 128, 3), 20, np.uint8)
+    assert len(_pipe(models["det"], models["pose"])(dark)) == 0
+    with pytest.raises(UsageError, match="BGR image"):
+        pipe(np.zeros((10, 10), np.uint8))
+    with pytest.raises(UsageError, match="uint8"):
+        pipe(np.zeros((10, 10, 3), np.float32))
+
+
+def test_torch_runner_pipeline_agrees_with_onnx(models):
+    from edgepose.backends.torch_runner import TorchRunner
+    from edgepose.pipeline.pipeline import Pipeline
+
+    det, pose = models["nets"]
+    ref = Pipeline(TorchRunner(det, meta=DET_META), TorchRunner(pose, meta=POSE_META))
+    onnx_pipe = _pipe(models["det"], models["pose"])
+    frame = make_frame(5)
+    _assert_same(onnx_pipe(frame), ref(frame), atol=1e-4)
+
+
+def test_two_line_api_without_torch(models, tmp_path):
+    import cv2
+
+    frame = make_frame(6)
+    cv2.imwrite(str(tmp_path / "frame.png"), frame)
+    script = f"""
+import sys, json
+sys.modules['torch'] = None  # any 'import torch' now raises ImportError
+import cv2, numpy as np, edgepose
+pipe = edgepose.Pipeline.from_files({str(models['det'])!r}, {str(models['pose'])!r}, runner_kw={{'threads': 1}})
+res = pipe(cv2.imread({str(tmp_path / 'frame.png')!r}))
+json.dump({{'boxes': res.boxes.tolist(), 'kp': res.keypoints.tolist(), 'ks': res.keypoint_scores.tolist(),
+           'torch_loaded': sys.modules.get('torch') is not None}}, open({str(tmp_path / 'out.json')!r}, 'w'))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["torch_loaded"] is False
+    res = _pipe(models["det"], models["pose"])(frame)
+    assert len(res) > 0
+    np.testing.assert_allclose(np.array(out["boxes"]), res.boxes, atol=ATOL)
+    np.testing.assert_allclose(np.array(out["kp"]), res.keypoints, atol=ATOL)
+    np.testing.assert_allclose(np.array(out["ks"]), res.keypoint_scores, atol=ATOL)
+
+
+def test_draw_poses_marks_the_frame(models):
+    from edgepose.pipeline.visualize import draw_poses
+
+    frame = make_frame(0)
+    res = _pipe(models["det"], models["pose"])(frame)
+    drawn = draw_poses(frame, res, fps=12.3, kp_threshold=0.0)
+    assert drawn.shape == frame.shape and drawn.dtype == np.uint8
+    assert not np.array_equal(drawn, frame)
+    np.testing.assert_array_equal(frame, make_frame(0))  # input untouched
+    # the box outline colour is on the first box's top edge
+    x1, y1, x2, _ = (int(round(v)) for v in res.boxes[0])
+    edge = drawn[min(y1, 95), max(x1, 0):min(x2, 127) + 1]
+    assert (np.abs(edge.astype(int) - (0, 220, 255)).sum(axis=1) < 60).any()
+
+
+def test_timing_stats():
+    from edgepose.eval.timing import LatencyStats, StageTimer, format_latency_table
+
+    st = LatencyStats.from_samples(range(1, 101))
+    assert st.count == 100 and st.mean == pytest.approx(50.5)
+    assert st.p50 == pytest.approx(np.percentile(np.arange(1, 101), 50))
+    assert st.p99 == pytest.approx(np.percentile(np.arange(1, 101), 99))
+    timer = StageTimer()
+    for ms in ([1.0, 2.0], [3.0, 4.0]):
+        timer.merge_frame({"detector": ms[0], "pose": ms[1]})
+    stats = timer.stats()
+    assert stats["detector"].mean == pytest.approx(2.0) and stats["total"].mean == pytest.approx(5.0)
+    table = format_latency_table(stats, fps=200.0)
+    assert "detector" in table and "p99" in table and "FPS: 200.00" in table
