@@ -1,0 +1,61 @@
+"""`edgepose eval`: COCO person box AP and keypoint AP of a detector + pose pair."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from edgepose.cli import main
+
+
+@main.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ann", required=True, type=click.Path(dir_okay=False), metavar="VAL.json",
+              help="COCO keypoints annotation file (synthetic or person_keypoints_val2017.json).")
+@click.option("--images", "images_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder with the annotation file's images.")
+@click.option("--det", metavar="MODEL", help="Detector .onnx/.engine (default: the built-in default_det).")
+@click.option("--pose", metavar="MODEL", help="Pose .onnx/.engine (default: the built-in default_pose).")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
+              show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="M.json",
+              help="Write the metrics (bbox_AP, keypoints_AP, ... on pycocotools' 0-1 scale).")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False), metavar="R.json",
+              help="Also write the COCO-format detections.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (by id).")
+@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Minimum detector score (low thresholds give the full precision/recall curve).")
+@click.option("--max-persons", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
+@click.option("--no-progress", is_flag=True)
+def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit, score_threshold, max_persons,
+             threads, no_progress):
+    """Print AP, AP50, AP75, APm, APl for person boxes and keypoints (OKS)."""
+    from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics
+    from edgepose.eval.timing import format_latency_table
+    from edgepose.io_utils import atomic_path
+    from edgepose.pipeline.pipeline import Pipeline
+
+    if det is None or pose is None:
+        from edgepose.models.defaults import default_model_paths
+
+        d_det, d_pose = default_model_paths()
+        det, pose = det or str(d_det), pose or str(d_pose)
+    runner_kw = {"threads": threads} if threads else {}
+    pipe = Pipeline.from_files(det, pose, backend=backend, runner_kw=runner_kw,
+                               score_threshold=score_threshold, max_persons=max_persons)
+    try:
+        metrics, results, stats = evaluate_pipeline(pipe, ann, images_dir, limit=limit, progress=not no_progress)
+    finally:
+        pipe.close()
+    click.echo(f"det: {det}\npose: {pose}\nimages: {metrics.get('images')}")
+    click.echo(format_metrics(metrics))
+    if stats:
+        click.echo(format_latency_table(stats, fps=metrics.get("fps")))
+    if json_path:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
+        click.echo(f"metrics: {json_path}")
+    if results_path:
+        with atomic_path(results_path) as tmp:
+            tmp.write_text(json.dumps(results))
+        click.echo(f"results: {results_path}")
