@@ -35,8 +35,8 @@ def check_input_size(height: int, width: int) -> None:
     bad = [s for s in (height, width) if int(s) < 1 or output_size(s) % (SIZE_MULTIPLE // STRIDE)]
     if bad:
         raise UsageError(f"CornerNet-Squeeze input {height}x{width} is not supported: each side must be "
-                         f"in 128*k-7 .. 128*k, officially 128*k - 1 (127, 255, 511, 767); pad the image to side | 127 as the "
-                         f"official test code does")
+                         f"in 128*k-7 .. 128*k, officially 128*k - 1 (127, 255, 511, 767); "
+                         f"pad the image to side | 127 as the official test code does")
 
 
 class ConvBnRelu(nn.Module):

@@ -17,7 +17,7 @@ standard-op decomposition. Which ONNX face ``torch.onnx.export(..., dynamo=False
 is chosen by :func:`edgepose.ops.plugin_export`.
 
 Plugin node contract (what ``plugins/cornerPool`` implements)
------------------------------------------------------------
+-------------------------------------------------------------
 - op_type ``CornerPool``, domain ``edgepose`` (TensorRT's parser ignores the domain and
   looks the plugin up by op_type + ``plugin_version`` + ``plugin_namespace``).
 - input 0 ``X``: float32 or float16, shape [N, C, H, W] (any N, C, H, W >= 1), linear NCHW.
