@@ -235,6 +235,8 @@ def test_filters_threshold_max_persons_and_empty(models):
         pipe(np.zeros((10, 10), np.uint8))
     with pytest.raises(UsageError, match="uint8"):
         pipe(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(UsageError, match="keep_res"):  # the tiny detector has a fixed 64x64 input
+        _pipe(models["det"], models["pose"], det_mode="keep_res")
 
 
 def test_torch_runner_pipeline_agrees_with_onnx(models):

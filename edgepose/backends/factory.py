@@ -20,6 +20,7 @@ log = logging.getLogger("edgepose")
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 _TORCH_SUFFIXES = (".pth", ".pkl", ".pt")
+_ORT_ONLY = ("threads", "providers", "disable_cse")
 
 
 def _is_zoo_name(text: str) -> bool:
@@ -76,7 +77,8 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
             try:
                 from edgepose.backends.tensorrt import TensorRTRunner
 
-                return _with_overrides(TensorRTRunner(text, **kw), meta_overrides)
+                trt_kw = {k: v for k, v in kw.items() if k not in _ORT_ONLY}
+                return _with_overrides(TensorRTRunner(text, **trt_kw), meta_overrides)
             except (ImportError, DependencyError) as exc:
                 if backend == "tensorrt":
                     if isinstance(exc, DependencyError):

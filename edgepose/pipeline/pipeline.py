@@ -98,6 +98,10 @@ class Pipeline:
                              "pass a FastPose/SimplePose model as --pose")
         if det_mode not in DET_MODES:
             raise UsageError(f"det_mode must be one of {DET_MODES}, got {det_mode!r}")
+        det_hw = det_runner.inputs[0].shape[2:4] if det_runner.inputs else ()
+        if det_mode == "keep_res" and self.det_meta.task == "ctdet" and all(isinstance(d, int) for d in det_hw):
+            raise UsageError(f"{det_runner.name} has a fixed {det_hw[0]}x{det_hw[1]} input, so keep_res (input size "
+                             "follows the image) cannot feed it; use fix_res or export the detector with dynamic H/W")
         if flip and self.pose_meta.decode == "sppe_argmax":
             raise UsageError(f"{pose_runner.name} decodes keypoints inside the graph, so flip test cannot "
                              "average heatmaps; drop --flip or export the pose model without the in-graph decoder")
@@ -135,6 +139,11 @@ class Pipeline:
         spec = runner.inputs[0]
         return {spec.name: np.ascontiguousarray(tensor, dtype=spec.dtype)}
 
+    @staticmethod
+    def _as_float32(out: dict) -> dict:
+        """FP16-output models: decode in float32 like the official code."""
+        return {k: (v.astype(np.float32) if v.dtype == np.float16 else v) for k, v in out.items()}
+
     def detect(self, frame) -> tuple:
         """Person boxes ``[N,4]`` (image px, clipped) and scores ``[N]``, best first."""
         from edgepose.pipeline import decode as D
@@ -147,7 +156,7 @@ class Pipeline:
             else:
                 tensor, info = P.ctdet_preprocess(frame, meta, mode=self.det_mode)
         with timer("detector"):
-            out = self.det.infer(self._feed(self.det, tensor))
+            out = self._as_float32(self.det.infer(self._feed(self.det, tensor)))
         with timer("decode"):
             dets = self._decode_detections(out, info, D, P)
             boxes, scores = self._select_people(dets, frame.shape)
@@ -212,7 +221,7 @@ class Pipeline:
             m = part.shape[0]
             if static and m < static:
                 part = np.concatenate([part, np.zeros((static - m,) + part.shape[1:], part.dtype)])
-            out = runner.infer(self._feed(runner, part))
+            out = self._as_float32(runner.infer(self._feed(runner, part)))
             parts.append({k: v[:m] for k, v in out.items()})
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
