@@ -1,11 +1,7 @@
-"""torch -> ONNX export with metadata and an ONNX Runtime equivalence check."""
+"""torch -> ONNX export with metadata and an ONNX Runtime equivalence check.
 
+Importing this package does not import torch (torch2onnx imports it when called).
+"""
+from edgepose.export.torch2onnx import ExportReport, torch2onnx  # noqa: F401  (light: torch is lazy)
 
-def torch2onnx(*args, **kwargs):
-    """See :func:`edgepose.export.torch2onnx.torch2onnx` (imported lazily: needs torch)."""
-    from edgepose.export.torch2onnx import torch2onnx as _impl
-
-    return _impl(*args, **kwargs)
-
-
-__all__ = ["torch2onnx"]
+__all__ = ["torch2onnx", "ExportReport"]
