@@ -123,6 +123,16 @@ def test_ctdet_decode_matches_bruteforce():
         np.testing.assert_allclose(row, exp, atol=1e-6)
     assert dets[0, 4] == dets[1, 4] == 2.0
     assert np.all(np.diff(dets[:, 4]) <= 0)
+    # more rows than peaks: the rest are zero-score rows (ties ordered by class, y, x here)
+    n_peaks = sum(1 for t in ref_peaks(heat[0]) if t[0] > 0)
+    K = n_peaks + 3
+    dets = ctdet_decode(heat, wh, None, K=K)[0]
+    ref = sorted(ref_peaks(heat[0]), key=lambda t: (-t[0], t[1], t[2], t[3]))[:K]
+    np.testing.assert_allclose(dets[:, 4], [t[0] for t in ref], atol=0)
+    np.testing.assert_allclose(dets[:, 5], [t[1] for t in ref], atol=0)
+    np.testing.assert_allclose(dets[:, 0], [t[3] + 0.5 - wh[0, 0, t[2], t[3]] / 2 for t in ref], atol=1e-6)
+    with pytest.raises(UsageError, match="lower K"):
+        ctdet_decode(heat, wh, None, K=3 * 7 * 9 + 1)
 
 
 def test_ctdet_flip_merge():

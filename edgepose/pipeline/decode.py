@@ -48,13 +48,20 @@ def heatmap_nms(heat, kernel=3):
     if kernel <= 1:
         return heat.copy()
     pad = (kernel - 1) // 2
-    h, w = heat.shape[-2:]
-    padded = np.full(heat.shape[:-2] + (h + 2 * pad, w + 2 * pad), -np.inf, dtype=heat.dtype)
-    padded[..., pad:pad + h, pad:pad + w] = heat
-    hmax = np.full_like(heat, -np.inf)
-    for dy in range(kernel):
-        for dx in range(kernel):
-            np.maximum(hmax, padded[..., dy:dy + h, dx:dx + w], out=hmax)
+    # separable max-pool: along W, then along H (out-of-range neighbours are ignored, like -inf padding)
+    hmax = heat.copy()
+    for axis in (-1, -2):
+        src = hmax.copy() if axis == -2 else heat
+        n = heat.shape[axis]
+        for off in range(1, pad + 1):
+            if off >= n:
+                break
+            lo = [slice(None)] * heat.ndim
+            hi = [slice(None)] * heat.ndim
+            lo[axis], hi[axis] = slice(0, n - off), slice(off, n)
+            lo, hi = tuple(lo), tuple(hi)
+            np.maximum(hmax[lo], src[hi], out=hmax[lo])
+            np.maximum(hmax[hi], src[lo], out=hmax[hi])
     return np.where(hmax == heat, heat, np.zeros((), heat.dtype))
 
 
@@ -72,11 +79,15 @@ def _topk(scores, K):
     out_scores = np.empty((b, K), scores.dtype)
     out_idx = np.empty((b, K), np.int64)
     for i in range(b):
-        if K < flat.shape[1]:
-            cand = np.argpartition(-flat[i], K - 1)[:K]
+        row = flat[i]
+        pool = np.flatnonzero(row > 0)  # after peak NMS most entries are 0: search the positives first
+        if len(pool) < K:
+            pool = np.arange(row.shape[0])
+        if K < len(pool):
+            cand = pool[np.argpartition(row[pool], len(pool) - K)[len(pool) - K:]]
         else:
-            cand = np.arange(flat.shape[1])
-        order = np.lexsort((cand, -flat[i, cand]))
+            cand = pool
+        order = np.lexsort((cand, -row[cand]))
         out_idx[i] = cand[order]
         out_scores[i] = flat[i, out_idx[i]]
     clses = out_idx // (h * w)
