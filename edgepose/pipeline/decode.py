@@ -81,14 +81,11 @@ def _topk(scores, K):
     for i in range(b):
         row = flat[i]
         pool = np.flatnonzero(row > 0)  # after peak NMS most entries are 0: search the positives first
-        if len(pool) < K:
-            pool = np.arange(row.shape[0])
-        if K < len(pool):
-            cand = pool[np.argpartition(row[pool], len(pool) - K)[len(pool) - K:]]
+        if len(pool) < K:  # (tiny maps only) fewer peaks than K: full stable sort
+            out_idx[i] = np.argsort(-row, kind="stable")[:K]
         else:
-            cand = pool
-        order = np.lexsort((cand, -row[cand]))
-        out_idx[i] = cand[order]
+            cand = pool[np.argpartition(row[pool], len(pool) - K)[len(pool) - K:]] if K < len(pool) else pool
+            out_idx[i] = cand[np.lexsort((cand, -row[cand]))]
         out_scores[i] = flat[i, out_idx[i]]
     clses = out_idx // (h * w)
     pos = out_idx % (h * w)
