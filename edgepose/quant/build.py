@@ -1,0 +1,358 @@
+"""``build_precision``: FP32 detector + pose ONNX -> FP16 or INT8 ONNX files and a report.
+
+INT8 flow:
+
+1. read the calibration set (:mod:`edgepose.quant.calibration`), hash it;
+2. prepare both FP32 graphs (BN folding; optional ConvTranspose rewrite for CPU targets);
+3. detector feeds = ``ctdet_preprocess`` of the images; pose feeds = crops of the people the
+   FP32 detector finds on them (as the pipeline will see them);
+4. one statistics pass per model, ranges by ``calib_method`` (graph outputs: full range);
+5. Q/DQ via ``quantize_static`` (:mod:`edgepose.quant.int8`); every graph is linted;
+6. with ``max_ap_drop``: per-layer sensitivity on a held-out slice of the feeds, then the
+   accuracy-budget search on the eval set (:mod:`edgepose.quant.sensitivity`);
+7. ``DIR/det.int8.onnx``, ``DIR/pose.int8.onnx`` and ``DIR/report.json`` (ranges summary,
+   method, calibration-set SHA-256, layers kept in FP32, AP/FPS when measured, ONNX Runtime
+   QLinearConv counts) -- each written atomically.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import UsageError
+
+log = logging.getLogger("edgepose")
+
+PRECISIONS = ("int8", "fp16")
+
+
+def _say(progress, text):
+    if progress:
+        print(f"edgepose build: {text}", flush=True)
+
+
+def _graph_outputs(model) -> list:
+    return [o.name for o in model.graph.output]
+
+
+def ort_latency_ms(path, feed: dict, runs: int = 20, threads: int = 2, disable_cse: bool = True) -> float:
+    """Median ONNX Runtime CPU latency (ms) of one call with ``feed`` (after 3 warm-ups)."""
+    from edgepose.quant.sensitivity import _session
+
+    session = _session(str(path), threads)
+    if not disable_cse:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for _ in range(3):
+        session.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(np.median(times))
+
+
+def evaluate_files(det_path, pose_path, ann_file, images_dir, threads=None, limit=None, progress=False) -> dict:
+    """Box/keypoint AP (0-1) and FPS of the pipeline built from two ONNX files on ORT CPU."""
+    from edgepose.eval.dataset_eval import evaluate_pipeline
+    from edgepose.pipeline.pipeline import Pipeline
+
+    runner_kw = {"providers": ["CPUExecutionProvider"], "disable_cse": True}
+    if threads:
+        runner_kw["threads"] = threads
+    pipe = Pipeline.from_files(str(det_path), str(pose_path), backend="onnxruntime", runner_kw=runner_kw)
+    metrics, _, _ = evaluate_pipeline(pipe, ann_file, images_dir, limit=limit, progress=progress)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+def _eval_set(eval_ann, eval_images, eval_size, work):
+    if eval_ann:
+        ann = Path(eval_ann)
+        images = Path(eval_images) if eval_images else (ann.parent / "images" if (ann.parent / "images").is_dir()
+                                                        else ann.parent)
+        return ann, images
+    from edgepose.data.synthetic import generate_dataset
+
+    out = Path(work) / f"synthetic_val_n{eval_size}_s1"
+    ann = Path(generate_dataset(out, num_images=int(eval_size), seed=1, progress=False))
+    return ann, ann.parent / "images"
+
+
+def _split(feeds: list, held_out: float):
+    n = len(feeds)
+    if n < 2:
+        return feeds, feeds
+    k = min(n - 1, max(1, int(round(n * held_out))))
+    hold = set(np.linspace(0, n - 1, k).round().astype(int).tolist())
+    return [f for i, f in enumerate(feeds) if i not in hold], [feeds[i] for i in sorted(hold)]
+
+
+def _max_rel_err(path_a, path_b, feeds) -> dict:
+    from edgepose.quant.sensitivity import _outputs, _session
+
+    a = _outputs(_session(str(path_a)), feeds)
+    b = _outputs(_session(str(path_b)), feeds)
+    errs = {}
+    for ra, rb in zip(a, b):
+        for name in ra:
+            ref = ra[name].astype(np.float64)
+            err = float(np.abs(rb[name].astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-12))
+            errs[name] = max(errs.get(name, 0.0), err)
+    return errs
+
+
+def _cosines(path_a, path_b, feeds) -> dict:
+    from edgepose.quant.sensitivity import _outputs, _session
+
+    a = _outputs(_session(str(path_a)), feeds)
+    b = _outputs(_session(str(path_b)), feeds)
+    cos = {}
+    for name in a[0]:
+        x = np.concatenate([r[name].ravel() for r in a]).astype(np.float64)
+        y = np.concatenate([r[name].ravel() for r in b]).astype(np.float64)
+        cos[name] = float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30))
+    return cos
+
+
+def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", calib=None,
+                    calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
+                    cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
+                    eval_ann=None, eval_images=None, eval_size: int = 64, measure: bool | None = None,
+                    det_threshold: float = 0.3, held_out: float = 0.25, threads: int | None = 2,
+                    benchmark: bool = True, cache_dir=None) -> dict:
+    """Write ``DIR/det.<precision>.onnx``, ``DIR/pose.<precision>.onnx`` and ``DIR/report.json``;
+    return the report dict.
+
+    ``calib``: calibration source (folder, video, COCO json, ``synthetic[:N[:SEED]]``);
+    INT8 only, default ``synthetic``.  ``max_ap_drop``: accuracy budget in AP points (INT8).
+    ``eval_ann``/``eval_images``: the eval set for AP (default: a synthetic validation set of
+    ``eval_size`` images, seed 1, disjoint from the calibration seed); AP is measured when
+    ``measure`` is true or a budget is given.  ``det_threshold``: detector score for the
+    pose-calibration crops.  ``threads``: ORT CPU threads for timing/eval.
+    """
+    import onnx
+
+    from edgepose.io_utils import atomic_path, sha256_file
+    from edgepose.metadata import read_metadata
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if max_ap_drop is not None and precision != "int8":
+        raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
+    if det_onnx is None or pose_onnx is None:
+        from edgepose.models.defaults import default_model_paths
+
+        d, p = default_model_paths()
+        det_onnx, pose_onnx = det_onnx or d, pose_onnx or p
+    det_onnx, pose_onnx = Path(det_onnx), Path(pose_onnx)
+    for path in (det_onnx, pose_onnx):
+        if not path.is_file():
+            raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metas = {"det": read_metadata(det_onnx), "pose": read_metadata(pose_onnx)}
+    if metas["det"].task not in ("ctdet",):
+        raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
+    if metas["pose"].task != "sppe":
+        raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
+    measure = bool(measure) or max_ap_drop is not None
+    src = {"det": det_onnx, "pose": pose_onnx}
+    outs = {role: out_dir / f"{role}.{precision}.onnx" for role in src}
+    report = {
+        "precision": precision,
+        "inputs": {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in src.items()},
+        "outputs": {role: str(p) for role, p in outs.items()},
+        "models": {},
+    }
+    work = Path(tempfile.mkdtemp(prefix="edgepose_build_"))
+
+    if precision == "fp16":
+        from edgepose.quant.calibration import det_feeds, load_calibration_images
+
+        from edgepose.quant.fp16 import convert_fp16
+
+        for role, path in src.items():
+            _, kept = convert_fp16(path, outs[role])
+            report["models"][role] = {"fp32_nodes": kept}
+        if calib is not None or measure:  # agreement on real inputs
+            images = load_calibration_images(calib or "synthetic", size=min(8, calib_size), progress=False,
+                                             cache_dir=cache_dir or work)
+            feeds = det_feeds(images, det_onnx, metas["det"])
+            report["models"]["det"]["max_rel_err_vs_fp32"] = _max_rel_err(det_onnx, outs["det"], feeds)
+    else:
+        report.update(_build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold,
+                                  held_out, max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads,
+                                  cache_dir))
+
+    if measure and "ap" not in report:
+        ann, images_dir = _eval_set(eval_ann, eval_images, eval_size, cache_dir or work)
+        _say(progress, f"measuring AP on {ann}")
+        base = evaluate_files(det_onnx, pose_onnx, ann, images_dir, threads=threads)
+        new = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
+        report["ap"] = {"eval_set": str(ann), "fp32": _ap(base), precision: _ap(new),
+                        "drop_points": {k: round((base[k] - new[k]) * 100, 3) for k in ("bbox_AP", "keypoints_AP")}}
+
+    for role, path in outs.items():
+        model = onnx.load(str(path))
+        entry = report["models"].setdefault(role, {})
+        if precision == "int8":
+            from edgepose.quant.int8 import fusion_summary
+            from edgepose.quant.lint import lint_qdq
+
+            issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
+            entry["lint"] = [str(i) for i in issues] or "clean"
+            entry["ort_cpu_fusion"] = fusion_summary(path)
+        entry["sha256"] = sha256_file(path)
+        if benchmark:
+            name, shape = _input_shape(model)
+            feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+            fp32_ms = ort_latency_ms(src[role], feed, threads=threads or 2, disable_cse=False)
+            new_ms = ort_latency_ms(path, feed, threads=threads or 2)
+            entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
+                                   "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
+    with atomic_path(out_dir / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default))
+    report["report"] = str(out_dir / "report.json")
+    return report
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _ap(metrics: dict) -> dict:
+    return {k: round(float(metrics[k]), 5) for k in ("bbox_AP", "keypoints_AP", "fps") if k in metrics}
+
+
+def _input_shape(model):
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
+    return inp.name, tuple(dims)
+
+
+def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold, held_out,
+                max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads, cache_dir) -> dict:
+    import onnx
+
+    from edgepose.quant import calibration as C
+    from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
+
+    if calib_method not in C.METHODS:
+        raise UsageError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(C.METHODS)}")
+    calib = calib or "synthetic"
+    _say(progress, f"reading calibration set {calib}")
+    images = C.load_calibration_images(calib, size=calib_size, progress=progress, cache_dir=cache_dir or work)
+    info = {"calibration": {"source": images.source, "images": len(images), "sha256": images.sha256,
+                            "skipped": len(images.skipped), "method": calib_method,
+                            "percentile": 99.99 if calib_method == "percentile" else None}}
+    feeds = {"det": C.det_feeds(images, src["det"], metas["det"], progress=progress)}
+    _say(progress, "running the FP32 detector for pose-calibration crops")
+    feeds["pose"] = C.pose_feeds(images, src["det"], src["pose"], score_threshold=det_threshold, progress=progress)
+    info["calibration"]["pose_crops"] = sum(len(next(iter(f.values()))) for f in feeds["pose"])
+
+    plans = {}
+    for role in ("det", "pose"):
+        prepared, prep_info = prepare_fp32(src[role], cpu_rewrite=cpu_rewrite)
+        calib_feeds, hold_feeds = (_split(feeds[role], held_out) if max_ap_drop is not None
+                                   else (feeds[role], feeds[role][:2]))
+        _say(progress, f"calibrating {role} ({len(calib_feeds)} feeds, {calib_method})")
+        stats = C.collect_statistics(prepared, C.FeedReader(calib_feeds), progress=progress, threads=threads)
+        ranges = C.compute_ranges(stats, calib_method, full_range=_graph_outputs(prepared))
+        extra = {"calib_method": calib_method, "calib_sha256": images.sha256, "cpu_rewrite": bool(cpu_rewrite)}
+        entry = {"prepare": prep_info, "ranges": C.summarize_ranges(ranges, stats),
+                 "quantized_nodes": len(quantizable_nodes(prepared))}
+        qmodel = quantize_int8(prepared, ranges, outs[role], meta=metas[role], extra_meta=extra)
+        entry["cosine_vs_fp32_heldout"] = _cosines_models(prepared, qmodel, hold_feeds[:4])
+        info.setdefault("models", {})[role] = entry
+        plans[role] = (prepared, ranges, hold_feeds, extra)
+
+    if max_ap_drop is None:
+        for role in plans:
+            info["models"][role]["fp32_nodes"] = []
+        return info
+
+    from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
+
+    ann, images_dir = _eval_set(eval_ann, eval_images, eval_size, cache_dir or work)
+    _say(progress, f"accuracy budget {max_ap_drop} AP points on {ann}")
+    baseline = evaluate_files(src["det"], src["pose"], ann, images_dir, threads=threads)
+    full = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
+    qplans = {}
+    for role, (prepared, ranges, hold_feeds, extra) in plans.items():
+        _say(progress, f"layer sensitivity of {role} on {len(hold_feeds)} held-out feeds")
+        ranking = layer_sensitivity(prepared, ranges, hold_feeds, progress=progress, threads=threads)
+        info["models"][role]["sensitivity_top"] = [{"node": n, "rel_err": float(s)} for n, s in ranking[:10]]
+        qplans[role] = QuantPlan(role, prepared, ranges, ranking, metas[role], extra)
+
+    def evaluate(paths):
+        return evaluate_files(paths["det"], paths["pose"], ann, images_dir, threads=threads)
+
+    result = budget_search(qplans, evaluate, baseline, max_ap_drop,
+                           blame={"bbox_AP": ["det"], "keypoints_AP": ["pose", "det"]},
+                           work_dir=Path(work) / "budget")
+    for role, path in result["paths"].items():
+        final = onnx.load(str(path))
+        from edgepose.io_utils import atomic_path
+
+        with atomic_path(outs[role]) as tmp:
+            onnx.save(final, str(tmp))
+        info["models"][role]["fp32_nodes"] = result["kept"][role]
+    info["ap"] = {
+        "eval_set": str(ann), "fp32": _ap(baseline), "int8_full": _ap(full), "int8": _ap(result["metrics"]),
+        "max_ap_drop": max_ap_drop, "budget_met": result["met"],
+        "drop_points": {k: round(v, 3) for k, v in result["drops"].items()},
+        "drop_points_full_int8": {k: round((baseline[k] - full[k]) * 100, 3) for k in ("bbox_AP", "keypoints_AP")},
+        "search": result["history"],
+    }
+    return info
+
+
+def _cosines_models(fp32_model, q_model, feeds) -> dict:
+    from edgepose.quant.sensitivity import _outputs, _session
+
+    if not feeds:
+        return {}
+    a = _outputs(_session(fp32_model), feeds)
+    b = _outputs(_session(q_model), feeds)
+    cos = {}
+    for name in a[0]:
+        x = np.concatenate([r[name].ravel() for r in a]).astype(np.float64)
+        y = np.concatenate([r[name].ravel() for r in b]).astype(np.float64)
+        cos[name] = round(float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30)), 6)
+    return cos
+
+
+def build_engines(report: dict, out_dir) -> tuple:
+    """Build TensorRT engines from the written ONNX files when TensorRT can be used here.
+    Returns ``(engine paths, None)`` or ``([], reason)``."""
+    try:
+        from edgepose.backends import tensorrt_build  # noqa: F401
+    except ImportError as exc:
+        return [], f"the TensorRT builder is not part of this edgepose ({exc.name or exc})"
+    from edgepose._deps import available
+
+    if not available("tensorrt"):
+        return [], "TensorRT is not installed on this machine (pip install 'edgepose[trt]' on a GPU host)"
+    engines = []
+    try:
+        for role, onnx_path in report["outputs"].items():
+            engine = Path(onnx_path).with_suffix(".engine")
+            tensorrt_build.onnx2engine(onnx_path, engine)
+            engines.append(str(engine))
+    except Exception as exc:  # the builder raises EngineError with its own advice
+        return engines, f"{type(exc).__name__}: {exc}"
+    return engines, None

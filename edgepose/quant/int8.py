@@ -1,0 +1,187 @@
+"""INT8 as a strongly typed Q/DQ ONNX graph (TensorRT explicit quantization).
+
+The Q/DQ insertion is ONNX Runtime's own ``quantize_static`` (QDQ format), configured for
+TensorRT's rules:
+
+* symmetric INT8 for activations *and* weights (zero point 0; no uint8 anywhere);
+* per-channel weight scales (axis 0 for Conv/Gemm, axis 1 -- the output-channel axis of the
+  ONNX ``(Cin, Cout, kh, kw)`` layout -- for ConvTranspose), per-tensor activation scales;
+* Q/DQ on the inputs of Conv, ConvTranspose, Gemm and MatMul and on residual Add inputs;
+* ``DedicatedQDQPair``: every consumer gets its own Q/DQ pair, so ONNX Runtime (with
+  CommonSubexpressionElimination disabled) fuses every conv into QLinearConv, and TensorRT
+  sees the pattern it fuses.
+
+The ranges come from :mod:`edgepose.quant.calibration` (one statistics pass, any method)
+and reach ``quantize_static`` through its calibration cache, so the accuracy-budget search
+re-quantizes with different ``nodes_to_exclude`` without re-running calibration.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import QuantizationError
+
+log = logging.getLogger("edgepose")
+
+QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _load(model):
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    return onnx.load(str(model))
+
+
+def prepare_fp32(model, cpu_rewrite: bool = False):
+    """The FP32 graph that is calibrated and quantized: BatchNorms folded into their convs
+    and, with ``cpu_rewrite``, ConvTranspose(4x4,s2,p1) -> Conv3x3 + DepthToSpace.  Both
+    passes are exact.  Returns ``(model, info)``."""
+    import onnx
+
+    from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
+
+    src = _load(model)
+    model = onnx.ModelProto()
+    model.CopyFrom(src)
+    model, folded = fold_batchnorm(model)
+    rewritten = []
+    if cpu_rewrite:
+        model, rewritten = deconv_to_conv_d2s(model)
+    del model.graph.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model)
+    return model, {"bn_folded": folded, "deconv_rewritten": rewritten}
+
+
+def quantizable_nodes(model, op_types=QUANT_OPS) -> list:
+    """Names of the nodes ``quantize_int8`` puts Q/DQ on (in graph order)."""
+    model = _load(model)
+    inits = {i.name for i in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        if node.op_type == "Add" and any(i in inits for i in node.input):
+            continue  # bias-like Add with a constant: not a residual
+        names.append(node.name)
+    return names
+
+
+def _name_nodes(model):
+    used, k = set(), 0
+    for node in model.graph.node:
+        if not node.name or node.name in used:
+            while f"{node.op_type}_{k}" in used:
+                k += 1
+            node.name = f"{node.op_type}_{k}"
+        used.add(node.name)
+    return model
+
+
+def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=QUANT_OPS, meta=None,
+                  extra_meta: dict | None = None, lint: bool = True):
+    """Write the Q/DQ INT8 version of the (prepared) FP32 ``model`` to ``out_path``.
+
+    ``ranges``: ``{tensor: amax}`` from :func:`edgepose.quant.calibration.compute_ranges`.
+    ``nodes_to_exclude``: node names kept in FP32.  ``meta``: the edgepose ModelMeta to
+    embed (``precision`` is set to ``int8``).  Returns the quantized ``onnx.ModelProto``.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    from edgepose.io_utils import atomic_path
+    from edgepose.metadata import attach_metadata, metadata_from_proto
+
+    model = _name_nodes(_load(model))
+    if meta is None:
+        with contextlib.suppress(Exception):
+            meta = metadata_from_proto(model)
+    data = {name: TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
+            for name, amax in ranges.items()}
+    known = {n.name for n in model.graph.node}
+    unknown = sorted(set(nodes_to_exclude) - known)
+    if unknown:
+        raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "DedicatedQDQPair": True,
+        "QuantizeBias": False,  # float bias: TensorRT folds it; ORT still fuses QLinearConv
+        "QDQOpTypePerChannelSupportToAxis": {"ConvTranspose": 1},
+    }
+    with tempfile.TemporaryDirectory(prefix="edgepose_q_") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        src = Path(tmp) / "fp32.onnx"
+        onnx.save(model, str(src))
+        dst = Path(tmp) / "int8.onnx"
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_static warns about pre-processing on every call
+        try:
+            quantize_static(
+                str(src), str(dst), None, quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
+                per_channel=True, reduce_range=False, activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8, nodes_to_exclude=list(nodes_to_exclude),
+                calibrate_method=CalibrationMethod.MinMax, extra_options=extra, calibration_cache_path=str(cache))
+        except Exception as exc:
+            raise QuantizationError(f"ONNX Runtime's quantizer failed ({exc}); check that the model is a valid "
+                                    "FP32 graph exported by `edgepose export`") from None
+        finally:
+            root.setLevel(level)
+        qmodel = onnx.load(str(dst))
+    if meta is not None:
+        extra_fields = dict(meta.extra or {})
+        extra_fields.update(extra_meta or {})
+        attach_metadata(qmodel, meta.replace(precision="int8", extra=extra_fields))
+    if lint:
+        from edgepose.quant.lint import check_qdq
+
+        check_qdq(qmodel, allow_float=set(nodes_to_exclude))
+    if out_path is not None:
+        with atomic_path(out_path) as tmp_path:
+            onnx.save(qmodel, str(tmp_path))
+    return qmodel
+
+
+def ort_optimized_ops(model_path, disable_cse: bool = True) -> Counter:
+    """Op-type counts of the graph ONNX Runtime CPU actually runs (``optimized_model_filepath``
+    at the extended level, CSE disabled as the INT8 runner does)."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="edgepose_ortopt_") as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = str(out)
+        options.log_severity_level = 3
+        options.intra_op_num_threads = 1
+        kwargs = {"disabled_optimizers": ["CommonSubexpressionElimination"]} if disable_cse else {}
+        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"], **kwargs)
+        optimized = onnx.load(str(out))
+    return Counter(node.op_type for node in optimized.graph.node)
+
+
+def fusion_summary(model_path, disable_cse: bool = True) -> dict:
+    """How much of the INT8 graph ONNX Runtime CPU runs in integer arithmetic."""
+    ops = ort_optimized_ops(model_path, disable_cse=disable_cse)
+    qconv = ops.get("QLinearConv", 0)
+    float_conv = ops.get("Conv", 0) + ops.get("FusedConv", 0) + ops.get("ConvTranspose", 0)
+    return {
+        "QLinearConv": qconv,
+        "float_conv": float_conv,
+        "QLinearAdd": ops.get("QLinearAdd", 0),
+        "QuantizeLinear": ops.get("QuantizeLinear", 0),
+        "DequantizeLinear": ops.get("DequantizeLinear", 0),
+        "conv_fused_fraction": round(qconv / max(1, qconv + float_conv), 4),
+    }

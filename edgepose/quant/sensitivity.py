@@ -1,0 +1,148 @@
+"""Accuracy budget: which layers to keep in higher precision so INT8 loses at most X AP.
+
+1. :func:`layer_sensitivity` -- quantize one layer at a time (everything else FP32) and
+   measure how far the model's outputs move on a held-out slice of the calibration feeds
+   (mean relative squared error over the heads).  Cheap, needs no labels.
+2. :func:`budget_search` -- starting from full INT8, keep the most sensitive layers of the
+   model that is over budget in FP32 (``nodes_to_exclude``), re-quantize with the same
+   ranges and measure the task metric on the eval set, until every metric is within the
+   budget.  Each step is recorded (kept layers, metrics) so the AP/speed trade-off can be
+   reported.  With every layer kept the graph is FP32 again, so the search always ends.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgepose.errors import UsageError
+
+log = logging.getLogger("edgepose")
+
+
+def _outputs(session, feeds):
+    names = [o.name for o in session.get_outputs()]
+    return [dict(zip(names, session.run(names, feed))) for feed in feeds]
+
+
+def output_error(reference: list, candidate: list) -> float:
+    """Mean over feeds and outputs of ||cand - ref||^2 / ||ref||^2."""
+    errs = []
+    for ref, cand in zip(reference, candidate):
+        for name, r in ref.items():
+            c = cand[name].astype(np.float64)
+            r = r.astype(np.float64)
+            errs.append(float(np.sum((c - r) ** 2) / max(np.sum(r ** 2), 1e-12)))
+    return float(np.mean(errs)) if errs else 0.0
+
+
+def _session(model_or_path, threads=1):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = int(threads or 1)
+    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
+    return ort.InferenceSession(src, options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["CommonSubexpressionElimination"])
+
+
+def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progress: bool = False,
+                      threads=1) -> list:
+    """``[(node_name, error), ...]`` most sensitive first: the output error when only that
+    node is quantized.  ``model``: the prepared FP32 ModelProto."""
+    from edgepose.quant.int8 import _name_nodes, quantizable_nodes, quantize_int8
+
+    model = _name_nodes(model)
+    candidates = list(candidates) if candidates is not None else quantizable_nodes(model)
+    if not feeds:
+        raise UsageError("sensitivity needs at least one held-out feed")
+    reference = _outputs(_session(model, threads), feeds)
+    scores = []
+    items = candidates
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(candidates, desc="layer sensitivity", unit="layer", leave=False)
+    for name in items:
+        others = [c for c in candidates if c != name]
+        q = quantize_int8(model, ranges, None, nodes_to_exclude=others, lint=False)
+        scores.append((name, output_error(reference, _outputs(_session(q, threads), feeds))))
+    scores.sort(key=lambda item: -item[1])
+    return scores
+
+
+@dataclass
+class QuantPlan:
+    """One model of the search: its prepared FP32 graph, ranges and sensitivity ranking."""
+
+    role: str
+    model: object  # prepared FP32 onnx.ModelProto
+    ranges: dict
+    ranking: list  # [(node, score)] most sensitive first
+    meta: object = None
+    extra_meta: dict = field(default_factory=dict)
+
+    def kept(self, k: int) -> list:
+        return [name for name, _ in self.ranking[:k]]
+
+    def build(self, k: int, out_path):
+        from edgepose.quant.int8 import quantize_int8
+
+        return quantize_int8(self.model, self.ranges, out_path, nodes_to_exclude=self.kept(k), meta=self.meta,
+                             extra_meta={**self.extra_meta, "fp32_nodes": self.kept(k)})
+
+
+def _grow(k: int, n: int) -> int:
+    return min(n, k + 1 if k < 3 else k + max(1, k // 3))
+
+
+def budget_search(plans: dict, evaluate, baseline: dict, max_drop: float, blame: dict, max_steps: int = 40,
+                  work_dir=None, scale: float = 100.0) -> dict:
+    """Keep sensitive layers in FP32 until ``baseline[m] - metric[m] <= max_drop`` for every
+    metric ``m`` in ``blame``.
+
+    ``plans``: role -> :class:`QuantPlan`.  ``evaluate(paths)``: role -> ONNX path in,
+    metric dict out.  ``baseline``: FP32 metrics.  ``max_drop`` is in points of
+    ``metric * scale`` (AP points for 0-1 AP).  ``blame``: metric -> roles to keep layers
+    of, in order, while that metric is over budget (e.g. ``{"bbox_AP": ["det"],
+    "keypoints_AP": ["pose", "det"]}``).  Returns ``{"kept": role -> names, "k": role ->
+    count, "metrics": final metrics, "drops", "history", "paths"}``; the final graphs are
+    left in ``work_dir``.
+    """
+    if max_drop is None or max_drop < 0:
+        raise UsageError(f"--max-ap-drop must be >= 0 AP points, got {max_drop}")
+    unknown = {r for roles in blame.values() for r in roles} - set(plans)
+    if unknown:
+        raise UsageError(f"blame names roles without a plan: {sorted(unknown)}")
+    work = Path(work_dir or tempfile.mkdtemp(prefix="edgepose_budget_"))
+    k = {role: 0 for role in plans}
+    history = []
+    for step in range(max_steps + 1):
+        paths = {}
+        for role, plan in plans.items():
+            paths[role] = work / f"{role}.step{step}.onnx"
+            plan.build(k[role], paths[role])
+        metrics = evaluate(dict(paths))
+        drops = {m: (float(baseline[m]) - float(metrics[m])) * scale for m in blame}
+        history.append({"step": step, "kept": {r: k[r] for r in plans},
+                        "metrics": {m: float(metrics[m]) for m in blame}, "drops": drops})
+        log.info("budget step %d: kept %s, drops %s", step, k, drops)
+        over = [m for m in blame if drops[m] > max_drop + 1e-9]
+        if not over:
+            return {"kept": {r: plans[r].kept(k[r]) for r in plans}, "k": dict(k), "metrics": metrics,
+                    "drops": drops, "history": history, "paths": paths, "met": True}
+        worst = max(over, key=lambda m: drops[m])
+        role = next((r for r in blame[worst] if k[r] < len(plans[r].ranking)), None)
+        if role is None:  # this metric's roles are all FP32; try the others' roles
+            role = next((r for m in over for r in blame[m] if k[r] < len(plans[r].ranking)), None)
+        if role is None:
+            break
+        k[role] = _grow(k[role], len(plans[role].ranking))
+        for old in paths.values():
+            old.unlink(missing_ok=True)
+    return {"kept": {r: plans[r].kept(k[r]) for r in plans}, "k": dict(k), "metrics": metrics, "drops": drops,
+            "history": history, "paths": paths, "met": False}
