@@ -116,7 +116,8 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
             timings = getattr(result, "timings", None) or {}
             if timings:
                 timer.merge_frame(timings)
-            results.extend(result.to_coco(image_id))
+            if len(result):  # results_to_coco of an empty frame adds nothing
+                results.extend(result.to_coco(image_id))
     finally:
         if bar is not None:
             bar.close()
