@@ -11,7 +11,7 @@ Per frame:
    the in-graph decoder (``decode="ctdet_topk"``: ``dets [1,K,6]`` in input pixels) or
    CornerNet-Squeeze raw heads; rows mapped back to image pixels;
 2. person class, score threshold, ``max_persons`` (highest scores first), boxes clipped to
-   the frame;
+   the frame; boxes left with zero width or height are dropped;
 3. **all crops in one pose call** (split only above the runner's max batch; a static batch
    is padded, so a static-batch-1 model runs one crop at a time);
 4. heatmaps -> coordinates (argmax, +-0.25 refinement, back-projection), or the in-graph
@@ -200,13 +200,15 @@ class Pipeline:
         keep = (np.round(dets[:, 5]).astype(np.int64) == int(self.det_meta.person_class)) \
             & (dets[:, 4] >= self.score_threshold)
         dets = dets[keep]
-        order = np.argsort(-dets[:, 4], kind="stable")[: self.max_persons]
-        dets = dets[order]
         h, w = frame_shape[:2]
         boxes = dets[:, :4].copy()
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
-        return boxes, dets[:, 4].copy()
+        # degenerate boxes (zero/negative size, or wholly outside the frame) cannot be cropped
+        ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores = boxes[ok], dets[ok, 4]
+        order = np.argsort(-scores, kind="stable")[: self.max_persons]
+        return boxes[order], scores[order].copy()
 
     def _pose_infer(self, batch) -> dict:
         """One pose call for the whole batch, split at max_batch; a static batch is padded."""
