@@ -160,19 +160,19 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
             for frame_id, frame, name in source:
                 t0 = time.perf_counter()
                 result = pipeline(frame)
-                timer.merge_frame(result.timings)
-                summary.frames_processed += 1
-                summary.persons += len(result)
-                if json_path:
-                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
-                if on_result is not None:
-                    on_result(frame_id, name, frame, result)
                 if video is not None or show:
                     overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
                     if video is not None:
                         video.write(overlay)
                     if show and _show(overlay):
                         source.stop()
+                if json_path:
+                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+                timer.merge_frame(result.timings)
+                summary.frames_processed += 1
+                summary.persons += len(result)
+                if on_result is not None:
+                    on_result(frame_id, name, frame, result)
                 dt = time.perf_counter() - t0
                 live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
                 if bar is not None:
