@@ -1,0 +1,79 @@
+"""benchmarks/bench.py --quick on CI-sized inputs: it runs and writes JSON / Markdown / PNG
+with the expected content (no timing assertions)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("pycocotools")
+pytest.importorskip("matplotlib")
+
+
+def _models(tmp_path):
+    """The shipped default models when their weights exist, else randomly initialised
+    default architectures exported here (the benchmark's plumbing is what is tested)."""
+    try:
+        from edgepose.models.defaults import default_weights
+
+        default_weights("default_det"), default_weights("default_pose")
+        return [], []
+    except Exception:  # noqa: BLE001 - no shipped weights yet
+        pytest.importorskip("torch")
+        from edgepose.export import torch2onnx
+
+        det, pose = tmp_path / "det.onnx", tmp_path / "pose.onnx"
+        torch2onnx("default_det", det, weights="random", batch=1)
+        torch2onnx("default_pose", pose, weights="random", batch="dynamic")
+        # random detectors emit zero-size boxes at low thresholds; score AP at 0.3
+        return ["--det", str(det), "--pose", str(pose), "--ap-threshold", "0.3"], \
+            ["--torch-det", "default_det", "--torch-pose", "default_pose"]
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_reports(tmp_path):
+    model_args, torch_args = _models(tmp_path)
+    out = tmp_path / "bench"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--quick", "--val-images", "6", "--frames", "2",
+           "--warmup", "1", "--persons", "1,5", "--size", "160x160", "--threads", "1", "--no-progress",
+           "--out", str(out), *model_args, *torch_args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ORT FP32" in proc.stdout and "box AP" in proc.stdout
+
+    report = json.loads((out / "bench.json").read_text())
+    m = report["machine"]
+    assert m["cpu"] and m["usable_cpus"] >= 1 and m["versions"]["onnxruntime"] and m["versions"]["numpy"]
+    assert report["config"]["val_images"] == 6 and report["config"]["persons"] == [1, 5]
+    names = [r["name"] for r in report["rows"]]
+    assert "ORT FP32" in names
+    if torch_args:
+        assert "torch FP32" in names
+    else:  # default models: a torch row whenever torch imports, otherwise a stated reason
+        assert "torch FP32" in names or any(s["name"] == "torch FP32" for s in report["skipped"])
+    for row in report["rows"]:
+        assert "error" not in row, row.get("error")
+        assert row["fps"] > 0 and row["frames"] == 2
+        for stage in ("total", "detector"):
+            st = row["stages"][stage]
+            assert st["count"] == 2 and st["p50"] <= st["p90"] <= st["p99"]
+        assert set(row["persons"]) == {"1", "5"}
+        for k, v in row["persons"].items():
+            assert v["gt_people"] == int(k) and v["pose_ms_p50"] > 0
+        for key in ("bbox_AP", "keypoints_AP", "bbox_AP50", "keypoints_AP75"):
+            assert -1.0 <= row["ap"][key] <= 1.0
+        assert row["ap"]["images"] == 6
+    skipped = {s["name"] for s in report["skipped"]}
+    assert {"ORT FP16", "ORT INT8"} <= skipped | set(names)
+    val = json.loads(Path(report["config"]["val"]["ann"]).read_text())
+    assert len(val["images"]) == 6
+
+    md = (out / "bench.md").read_text()
+    assert "| row | FPS |" in md and "| ORT FP32 |" in md and "Pose latency vs persons" in md
+    png = (out / "bench.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
