@@ -196,3 +196,23 @@ def test_ctrl_c_writes_what_was_processed(models, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()
     assert "interrupted" in summary.report()
+
+
+def test_default_models_or_a_clear_error(tmp_path):
+    """Without --det/--pose the built-in models run; where they are not installed the error
+    says to pass --det and --pose (exit 2, one line)."""
+    import os
+
+    from edgepose.models import defaults
+
+    folder = _image_folder(tmp_path / "imgs", n=1)
+    env = {**os.environ, "EDGEPOSE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([*CLI, "run", "--source", str(folder), "--no-progress", "--json", str(tmp_path / "r.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    shipped = all((defaults.WEIGHTS_DIR / f"{n}.pth").is_file() for n in ("default_det", "default_pose"))
+    if shipped:
+        assert proc.returncode == 0, proc.stderr
+        assert isinstance(json.loads((tmp_path / "r.json").read_text()), list)
+    else:
+        assert proc.returncode == 2 and "--det" in proc.stderr and "--pose" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1

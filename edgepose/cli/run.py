@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
-from edgepose.errors import UsageError
+from edgepose.errors import CheckpointError, DependencyError, UsageError
 
 _ROLES = ("det", "pose")
 
@@ -49,7 +49,11 @@ def _default_models():
     except ImportError:
         raise UsageError("no built-in default models in this installation; pass --det DET.onnx and "
                          "--pose POSE.onnx (export them with `edgepose export`)") from None
-    return default_model_paths()
+    try:
+        return default_model_paths()
+    except (CheckpointError, DependencyError) as exc:
+        raise UsageError(f"the built-in default models are unavailable ({exc}); pass --det DET.onnx and "
+                         "--pose POSE.onnx instead") from None
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
