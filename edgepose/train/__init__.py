@@ -1,0 +1,142 @@
+"""Training on COCO-format data (synthetic people by default; real COCO works the same way).
+
+    from edgepose.train import train_det, train_pose
+    train_det("data/synth", "det.pth", arch="default_det", epochs=20)
+    train_pose("data/synth", "pose.pth", arch="default_pose", epochs=20)
+
+* :mod:`edgepose.train.coco_data` -- loading, augmentation, target generation (NumPy);
+* :mod:`edgepose.train.losses` -- CenterNet focal + L1 losses, heatmap MSE;
+* :mod:`edgepose.train.det` / :mod:`edgepose.train.pose` -- the two trainers.
+
+Checkpoints are written atomically in the official wrappers (CenterNet ``{"epoch",
+"state_dict"}``, AlphaPose bare state_dict) after every epoch; the optimizer state for
+``--resume`` goes to a side file ``<out>.resume``.  This package imports torch only when a
+trainer runs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["train_det", "train_pose", "TrainResult", "fit"]
+
+
+def train_det(*args, **kwargs):
+    from edgepose.train.det import train_det as _impl
+
+    return _impl(*args, **kwargs)
+
+
+def train_pose(*args, **kwargs):
+    from edgepose.train.pose import train_pose as _impl
+
+    return _impl(*args, **kwargs)
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: ``losses`` per step, ``epochs`` completed, ``path`` of the weights."""
+
+    path: Path | None
+    epochs: int
+    steps: int
+    losses: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def format(self) -> str:
+        tail = self.losses[-50:]
+        last = sum(tail) / len(tail) if tail else float("nan")
+        return (f"trained {self.epochs} epochs / {self.steps} steps in {self.seconds / 60:.1f} min; "
+                f"final loss {last:.4f}; weights: {self.path}")
+
+
+def lr_at(step: int, total: int, base_lr: float, warmup: int, final_ratio: float = 0.02) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_ratio * base_lr``."""
+    if warmup > 0 and step < warmup:
+        return base_lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    t = min(max(t, 0.0), 1.0)
+    return base_lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size=16, lr=1e-3,
+        weight_decay=1e-4, warmup=200, seed=0, resume=False, desc="train", progress=True,
+        max_steps=None, threads=None):
+    """Generic loop: AdamW + warm-up/cosine, reproducible shuffling, a checkpoint per epoch.
+
+    ``step_loss(model, batch) -> (loss, parts)`` computes the loss of one collated batch;
+    ``save(model, path, epoch)`` writes the weights in their official wrapper.
+    """
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from edgepose.io_utils import atomic_path
+    from edgepose.train.coco_data import collate
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(seed)
+    n = len(dataset)
+    if n == 0:
+        from edgepose.errors import UsageError
+
+        raise UsageError("the training set is empty")
+    batch_size = min(int(batch_size), n)
+    per_epoch = max(1, n // batch_size)
+    total = per_epoch * int(epochs)
+    if max_steps is not None:
+        total = min(total, int(max_steps))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    start_epoch, step = 0, 0
+    side = Path(str(out) + ".resume") if out is not None else None
+    if resume and side is not None and side.is_file() and Path(out).is_file():
+        from edgepose.models.checkpoint import load_checkpoint
+
+        load_checkpoint(model, out, strict=True)
+        state = torch.load(str(side), map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+    losses = []
+    t0 = time.time()
+    model.train()
+    epoch = start_epoch
+    for epoch in range(start_epoch, int(epochs)):
+        if step >= total:
+            break
+        if hasattr(dataset, "epoch"):
+            dataset.epoch = epoch
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+        bar = tqdm(range(per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", unit="it", disable=not progress,
+                   dynamic_ncols=True, mininterval=2.0)
+        running = None
+        for b in bar:
+            if step >= total:
+                break
+            batch = collate([dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]])
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, lr, min(warmup, total // 5))
+            loss, parts = step_loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
+            opt.step()
+            value = float(loss.detach())
+            losses.append(value)
+            running = value if running is None else 0.95 * running + 0.05 * value
+            step += 1
+            bar.set_postfix(loss=f"{running:.4f}", **{k: f"{float(v):.3f}" for k, v in parts.items()})
+        bar.close()
+        if out is not None and save is not None:
+            save(model, out, epoch + 1)
+            with atomic_path(side) as tmp:
+                torch.save({"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict()}, str(tmp))
+        if progress:
+            tail = losses[-per_epoch:]
+            tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs} mean loss {sum(tail) / max(1, len(tail)):.4f} "
+                       f"({(time.time() - t0) / 60:.1f} min)")
+    model.eval()
+    done = epoch + 1 if losses or start_epoch < int(epochs) else start_epoch
+    return TrainResult(Path(out) if out is not None else None, done, step, losses, time.time() - t0)
