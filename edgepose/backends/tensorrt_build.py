@@ -126,7 +126,12 @@ def onnx_inputs(onnx_path) -> list:
     """``[(name, shape)]`` of the graph inputs (initializers excluded); dynamic dims -> None."""
     import onnx
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except FileNotFoundError:
+        raise UsageError(f"{onnx_path}: no such ONNX file") from None
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise UsageError(f"{onnx_path} is not a readable ONNX file ({exc}); export it again") from None
     inits = {init.name for init in model.graph.initializer}
     out = []
     for value in model.graph.input:
