@@ -1,0 +1,164 @@
+"""``edgepose demo``: the whole flow on a fresh machine, with nothing downloaded.
+
+1. export the built-in default models to ONNX (:func:`edgepose.models.defaults.default_model_paths`);
+2. build the best precision available (INT8 Q/DQ via :mod:`edgepose.quant.build`, else FP32 --
+   the demo says which one it used and why);
+3. generate a demo clip (moving synthetic people) and run the pipeline on it, writing
+   ``OUT/demo.mp4`` (overlay) and ``OUT/results.json`` (COCO keypoint results);
+4. score box AP and keypoint AP on a generated validation set (own seed);
+5. print one FPS / latency / AP table (also ``OUT/demo_summary.json``).
+
+    from edgepose.demo import run_demo
+    summary = run_demo("out")
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from edgepose.errors import EdgeposeError, UsageError
+
+log = logging.getLogger("edgepose")
+
+PRECISIONS = ("auto", "int8", "fp16", "fp32")
+
+
+def _say(text, progress=True):
+    if progress:
+        print(f"[demo] {text}", file=sys.stderr, flush=True)
+
+
+def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, progress=True):
+    """``(precision, det_path, pose_path, note)``: INT8 when edgepose.quant can build it
+    (``auto``/``int8``), FP16 when asked, otherwise the FP32 files with the reason."""
+    if precision == "fp32":
+        return "fp32", det, pose, "FP32 as asked"
+    try:
+        from edgepose.quant.build import build_precision
+    except ImportError as exc:
+        if precision != "auto":
+            raise UsageError(f"{precision} needs edgepose.quant.build, which is not available ({exc}); "
+                             "use --precision fp32") from None
+        return "fp32", det, pose, f"INT8 unavailable (edgepose.quant.build: {exc}); using FP32"
+    want = "int8" if precision == "auto" else precision
+    _say(f"building {want.upper()} models in {out_dir} ...", progress)
+    kw = dict(precision=want, out_dir=out_dir, progress=progress, measure=False, benchmark=False,
+              cache_dir=cache_dir)
+    if want == "int8":
+        kw.update(calib="synthetic:32:500", calib_size=32)
+    try:
+        report = build_precision(det, pose, **kw)
+    except EdgeposeError as exc:
+        if precision != "auto":
+            raise
+        return "fp32", det, pose, f"INT8 build failed ({exc}); using FP32"
+    outs = report.get("outputs", {})
+    d, p = outs.get("det"), outs.get("pose")
+    if not (d and p and Path(d).is_file() and Path(p).is_file()):
+        if precision != "auto":
+            raise UsageError(f"the {want} build wrote no det/pose ONNX files (report: {report.get('report')})")
+        return "fp32", det, pose, f"the {want.upper()} build produced no models; using FP32"
+    return want, Path(d), Path(p), f"{want.upper()} Q/DQ ONNX built" if want == "int8" else "FP16 ONNX built"
+
+
+def _run_clip(pipe, clip, save=None, json_path=None, progress=True):
+    from edgepose.data.sources import open_source
+    from edgepose.pipeline.run_loop import run_source
+
+    source = open_source(source=str(clip))
+    try:
+        return run_source(pipe, source, save=save, json_path=json_path, progress=progress)
+    finally:
+        source.close()
+
+
+def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), val_images: int = 100,
+             val_seed: int = 1000, clip_seed: int = 7, precision: str = "auto", compare_fp32: bool = True,
+             threads: int | None = None, progress: bool = True) -> dict:
+    """Run the demo; returns the summary dict (also written to ``OUT/demo_summary.json``)."""
+    from edgepose.data.synthetic import generate_clip, generate_dataset
+    from edgepose.eval.dataset_eval import evaluate_pipeline
+    from edgepose.io_utils import atomic_path
+    from edgepose.models.defaults import default_model_paths
+    from edgepose.pipeline.pipeline import Pipeline
+
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if frames < 1 or val_images < 1 or people < 0:
+        raise UsageError("--frames and --val-images must be >= 1 and --people >= 0")
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+
+    _say("exporting the default models to ONNX (first run only) ...", progress)
+    det32, pose32 = default_model_paths()
+    prec, det, pose, note = build_best_precision(det32, pose32, out / "build", precision, cache_dir=data,
+                                                 progress=progress)
+    _say(f"precision: {prec.upper()} -- {note}", progress)
+
+    clip = data / f"demo_clip_{people}p_{frames}f_{size[0]}x{size[1]}.mp4"
+    if not clip.is_file():
+        _say(f"generating a {frames}-frame clip with {people} people ...", progress)
+        generate_clip(clip, frames, people, seed=clip_seed, image_size=size, progress=progress)
+    vdir = data / f"val_seed{val_seed}_{val_images}_{size[0]}x{size[1]}"
+    if not (vdir / "annotations.json").is_file():
+        _say(f"generating {val_images} validation images (seed {val_seed}) ...", progress)
+        generate_dataset(vdir, val_images, val_seed, image_size=size, max_people=4, progress=progress)
+
+    runner_kw = {"threads": threads} if threads else {}
+    configs = [(prec, det, pose)]
+    if compare_fp32 and prec != "fp32":
+        configs.append(("fp32", det32, pose32))
+    rows = []
+    for name, d, p in configs:
+        is_main = name == prec
+        pipe = Pipeline.from_files(str(d), str(p), backend="onnxruntime", runner_kw=runner_kw)
+        try:
+            _say(f"{name.upper()}: running the pipeline on {clip.name} ...", progress)
+            summary = _run_clip(pipe, clip, save=out / "demo.mp4" if is_main else None,
+                                json_path=out / "results.json" if is_main else None, progress=progress)
+            pipe.score_threshold = 0.1  # the whole precision/recall curve for AP
+            _say(f"{name.upper()}: scoring AP on {val_images} validation images ...", progress)
+            metrics, _, _ = evaluate_pipeline(pipe, vdir / "annotations.json", vdir / "images", progress=progress)
+        finally:
+            pipe.close()
+        total = summary.stats.get("total")
+        rows.append({
+            "precision": name, "det": str(d), "pose": str(p),
+            "fps": summary.fps, "pipeline_fps": summary.pipeline_fps,
+            "latency_ms": {k: {"p50": v.p50, "p90": v.p90, "p99": v.p99} for k, v in summary.stats.items()},
+            "total_ms_p50": total.p50 if total else None,
+            "people_per_frame": summary.persons / max(1, summary.frames_processed),
+            "frames": summary.frames_processed,
+            "ap": {k: float(v) for k, v in metrics.items()},
+        })
+    result = {
+        "precision": prec, "note": note, "video": str(out / "demo.mp4"), "results": str(out / "results.json"),
+        "clip": str(clip), "val": str(vdir / "annotations.json"), "rows": rows,
+        "wall_s": round(time.perf_counter() - t_start, 1),
+    }
+    with atomic_path(out / "demo_summary.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def format_summary(summary: dict) -> str:
+    """The FPS / latency / AP table the demo prints."""
+    head = (f"{'precision':<10} {'FPS':>7} {'pipe FPS':>9} {'total ms p50':>13} {'det ms p50':>11} "
+            f"{'pose ms p50':>12} {'people/frame':>13} {'box AP':>7} {'kp AP':>7}")
+    lines = [head, "-" * len(head)]
+    for r in summary["rows"]:
+        lat = r["latency_ms"]
+        ms = lambda s: f"{lat[s]['p50']:.1f}" if s in lat else "-"  # noqa: E731
+        lines.append(f"{r['precision'].upper():<10} {r['fps']:>7.1f} {r['pipeline_fps']:>9.1f} {ms('total'):>13} "
+                     f"{ms('detector'):>11} {ms('pose'):>12} {r['people_per_frame']:>13.2f} "
+                     f"{100 * r['ap'].get('bbox_AP', 0):>7.1f} {100 * r['ap'].get('keypoints_AP', 0):>7.1f}")
+    lines.append(f"precision used: {summary['precision'].upper()} ({summary['note']})")
+    lines.append(f"AP: COCO box / keypoint AP in points on {summary['val']}")
+    lines.append(f"video: {summary['video']}\nresults: {summary['results']}\n"
+                 f"demo took {summary['wall_s']:.0f} s")
+    return "\n".join(lines)
