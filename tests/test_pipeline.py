@@ -26,6 +26,13 @@ DET_META = ModelMeta(
     heads={"hm": {"channels": 2, "stride": 4, "activation": "sigmoid"},
            "wh": {"channels": 2, "stride": 4, "activation": None},
            "reg": {"channels": 2, "stride": 4, "activation": None}})
+CORNER_META = ModelMeta(
+    model="tiny_corner", task="cornernet", input_size=(127, 127), batch=1, channel_order="BGR",
+    mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=2, person_class=0,
+    output_names=["tl_heat", "br_heat", "tl_tag", "br_tag", "tl_regr", "br_regr"],
+    heads={n: {"channels": c, "stride": 8, "activation": a} for n, c, a in (
+        ("tl_heat", 2, "sigmoid"), ("br_heat", 2, "sigmoid"), ("tl_tag", 1, None), ("br_tag", 1, None),
+        ("tl_regr", 2, None), ("br_regr", 2, None))})
 POSE_META = ModelMeta(
     model="tiny_pose", task="sppe", input_size=(32, 24), output_names=["heatmaps"], batch=None,
     channel_order="RGB", mean=ALPHAPOSE_MEAN_RGB, std=(1.0, 1.0, 1.0), num_classes=1,
@@ -69,10 +76,32 @@ def _tiny_nets():
         def forward(self, x):
             return {"heatmaps": self.out(torch.relu(self.down(x)))}
 
+    class TinyCorner(nn.Module):
+        """CornerNet-style heads at stride 8: both corner heats fire on bright areas, equal
+        tags, so every top-left/bottom-right pair in order forms a box."""
+
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.AvgPool2d(8, ceil_mode=True)
+            self.mix = nn.Conv2d(3, 8, 3, padding=1)
+            self.tl_noise = nn.Conv2d(8, 2, 3, padding=1)
+            self.br_noise = nn.Conv2d(8, 2, 3, padding=1)
+            self.regr = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            p = self.pool(x)
+            bright = p.mean(1, keepdim=True)
+            f = torch.relu(self.mix(p))
+            base = torch.cat([3 * bright - 1, -3 * bright - 2], 1)
+            r = torch.sigmoid(self.regr(f))
+            return {"tl_heat": base + 0.5 * self.tl_noise(f), "br_heat": base + 0.5 * self.br_noise(f),
+                    "tl_tag": 0 * bright, "br_tag": 0 * bright, "tl_regr": r[:, :2], "br_regr": r[:, 2:]}
+
+    _tiny_nets.corner = TinyCorner
     return TinyDet().eval(), TinyPose().eval()
 
 
-def _export(net, meta, path, batch):
+def _export(net, meta, path, batch, dynamic_hw=False):
     import onnx
     import torch
 
@@ -81,6 +110,8 @@ def _export(net, meta, path, batch):
     dyn = None
     if batch is None:
         dyn = {meta.input_name: {0: "n"}, **{n: {0: "n"} for n in names}}
+    if dynamic_hw:
+        dyn = {meta.input_name: {2: "h", 3: "w"}, **{n: {2: "oh", 3: "ow"} for n in names}}
     with torch.no_grad():
         torch.onnx.export(net, (torch.zeros(batch or 2, 3, h, w),), str(path), input_names=[meta.input_name],
                           output_names=names, dynamic_axes=dyn, opset_version=17, dynamo=False)
@@ -103,6 +134,7 @@ def export_tiny_models(folder) -> dict:
         "pose": _export(pose, POSE_META, folder / "pose.onnx", None),
         "pose_b1": _export(pose, POSE_META, folder / "pose_b1.onnx", 1),
         "pose_b3": _export(pose, POSE_META, folder / "pose_b3.onnx", 3),
+        "corner": _export(_tiny_nets.corner().eval(), CORNER_META, folder / "corner.onnx", 1, dynamic_hw=True),
     }
     try:
         from edgepose.export.graph_decode import wrap_with_decode
@@ -220,6 +252,18 @@ def test_in_graph_decoders_match_host_decode(models):
         _assert_same(a, b, atol=1e-4)  # torch vs NumPy sigmoid/decode: float32 rounding only
     with pytest.raises(UsageError, match="flip"):
         _pipe(models["det_topk"], models["pose_argmax"], flip=True)
+
+
+def test_cornernet_detector_batched_equals_reference(models):
+    pipe = _pipe(models["corner"], models["pose"], max_persons=6)
+    total = 0
+    for seed in range(3):
+        frame = make_frame(seed)
+        res, ref = pipe(frame), pipe.run_reference(frame)
+        _assert_same(res, ref)
+        total += len(res)
+        assert np.all(res.boxes[:, 2] > res.boxes[:, 0]) and np.all(res.boxes[:, [0, 2]] <= 128)
+    assert total > 3
 
 
 def test_filters_threshold_max_persons_and_empty(models):
