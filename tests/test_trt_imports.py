@@ -1,0 +1,89 @@
+"""The TensorRT backend modules import on a machine without TensorRT and without CUDA, and
+say what is missing only when used.  Runs in a subprocess whose ``sys.modules`` entries for
+``tensorrt`` and ``cuda`` are None, so an installed TensorRT cannot hide a top-level import."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    for name in ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda",
+                 "pycuda.driver", "pycuda.autoinit", "torch"):
+        sys.modules[name] = None  # any import of these now raises ImportError
+    import edgepose.backends.tensorrt as rt
+    import edgepose.backends.tensorrt_build as tb
+    import edgepose.backends.engine_manifest as em
+    import edgepose.backends.cuda_mem as cm
+    from edgepose.errors import DependencyError
+    out = {"imported": True}
+    out["status"] = tb.tensorrt_status()
+    try:
+        cm.import_cudart()
+    except DependencyError as exc:
+        out["cudart"] = str(exc)
+    open(sys.argv[1], "wb").write(b"not an engine")
+    try:
+        rt.TensorRTRunner(sys.argv[1])
+    except DependencyError as exc:
+        out["runner"] = str(exc)
+    try:
+        tb.onnx2engine(sys.argv[2])
+    except DependencyError as exc:
+        out["build"] = str(exc)
+    print(json.dumps(out))
+""")
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["input"], ["out"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "tiny.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_backend_imports_without_tensorrt_or_cuda(tmp_path, tiny_onnx):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "x.engine"), str(tiny_onnx)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["imported"]
+    ok, reason = out["status"]
+    assert ok is False and "TensorRT cannot be imported" in reason and "edgepose[trt]" in reason
+    assert "cuda-python" in out["cudart"] and "pip install 'edgepose[trt]'" in out["cudart"]
+    assert "TensorRT cannot be imported" in out["runner"]
+    assert "TensorRT cannot be imported" in out["build"]
+
+
+def test_factory_falls_back_to_onnxruntime_without_tensorrt(tmp_path, tiny_onnx):
+    """`edgepose run` with engines on a machine without TensorRT: ONNX Runtime on the sibling
+    .onnx, saying so (exercises the DependencyError contract TensorRTRunner keeps)."""
+    script = textwrap.dedent("""
+        import logging, sys
+        sys.modules["tensorrt"] = None
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        from edgepose.backends.factory import load_runner
+        r = load_runner(sys.argv[1])
+        print(r.backend, r.path.name)
+    """)
+    engine = tmp_path / "det.fp16.engine"
+    engine.write_bytes(b"engine from another machine")
+    (tmp_path / "det.fp16.onnx").write_bytes(tiny_onnx.read_bytes())
+    proc = subprocess.run([sys.executable, "-c", script, str(engine)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["onnxruntime", "det.fp16.onnx"]
+    assert "ONNX Runtime" in proc.stderr and "TensorRT" in proc.stderr
