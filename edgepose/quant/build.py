@@ -351,8 +351,8 @@ def build_engines(report: dict, out_dir) -> tuple:
     try:
         for role, onnx_path in report["outputs"].items():
             engine = Path(onnx_path).with_suffix(".engine")
-            tensorrt_build.onnx2engine(onnx_path, engine)
-            engines.append(str(engine))
+            calib_hash = (report.get("calibration") or {}).get("sha256")
+            engines.append(str(tensorrt_build.onnx2engine(onnx_path, engine, calib_hash=calib_hash)))
     except Exception as exc:  # the builder raises EngineError with its own advice
         return engines, f"{type(exc).__name__}: {exc}"
     return engines, None

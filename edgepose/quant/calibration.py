@@ -361,7 +361,7 @@ class TensorStats:
         if self.width <= 0.0:
             self.width = amax / num_bins
         nb = len(self.hist)
-        need = int(np.floor(amax / self.width)) + 1
+        need = int(np.ceil(amax / self.width))  # the top value lands in the last bin
         if need > nb:  # extend with same-width bins; merge pairs when it grows too long
             self.hist = np.concatenate([self.hist, np.zeros(need - nb, np.int64)])
             while len(self.hist) > 4 * num_bins:

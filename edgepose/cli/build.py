@@ -1,0 +1,64 @@
+"""`edgepose build`: FP16/INT8 ONNX (strongly typed) and, where TensorRT exists, engines."""
+from __future__ import annotations
+
+import click
+
+from edgepose.cli import main
+
+
+@main.command("build")
+@click.option("--int8", "precision", flag_value="int8", help="INT8 Q/DQ graphs (needs calibration data).")
+@click.option("--fp16", "precision", flag_value="fp16", help="FP16 graphs (FP32 inputs/outputs).")
+@click.option("--det", type=click.Path(dir_okay=False), help="Detector ONNX (default: the default model).")
+@click.option("--pose", type=click.Path(dir_okay=False), help="Pose ONNX (default: the default model).")
+@click.option("--calib", metavar="SRC", help="Calibration set: image folder, video, COCO .json or "
+                                             "synthetic[:N[:SEED]] (default: synthetic).")
+@click.option("--calib-method", default="entropy", show_default=True,
+              type=click.Choice(["entropy", "minmax", "percentile", "mse"]), help="How INT8 ranges are chosen.")
+@click.option("--calib-size", default=64, show_default=True, type=int, help="Calibration images (evenly spaced).")
+@click.option("--max-ap-drop", type=float, metavar="X",
+              help="Accuracy budget in AP points: keep the most sensitive layers in FP32 until box and "
+                   "keypoint AP are each within X of FP32.")
+@click.option("--eval-ann", type=click.Path(dir_okay=False), help="COCO keypoints json for AP (default: synthetic).")
+@click.option("--eval-images", type=click.Path(file_okay=False), help="Images of --eval-ann.")
+@click.option("--eval-size", default=64, show_default=True, type=int, help="Synthetic eval images.")
+@click.option("--measure/--no-measure", default=False, show_default=True, help="Measure AP of FP32 vs the result.")
+@click.option("--cpu-rewrite", is_flag=True, help="Rewrite ConvTranspose(4x4,s2) as Conv + DepthToSpace so ONNX "
+                                                  "Runtime CPU runs it in INT8 (TensorRT does not need it).")
+@click.option("--threads", default=2, show_default=True, type=int, help="ONNX Runtime CPU threads for timing/AP.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop, eval_ann, eval_images, eval_size,
+              measure, cpu_rewrite, threads, out_dir, quiet):
+    """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT)."""
+    from edgepose.errors import UsageError
+    from edgepose.quant.build import build_engines, build_precision
+
+    if precision is None:
+        raise UsageError("say which precision to build: --int8 or --fp16")
+    report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
+                             max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
+                             calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,
+                             measure=measure, threads=threads)
+    for role, path in report["outputs"].items():
+        entry = report["models"].get(role, {})
+        extra = ""
+        if "ort_cpu_fusion" in entry:
+            extra = f"  QLinearConv {entry['ort_cpu_fusion']['QLinearConv']}"
+        if entry.get("fp32_nodes"):
+            extra += f"  kept FP32: {len(entry['fp32_nodes'])} nodes"
+        if "ort_cpu_ms" in entry:
+            ms = entry["ort_cpu_ms"]
+            extra += f"  ORT CPU {ms['fp32']:.2f} -> {ms[precision]:.2f} ms ({ms['speedup']:.2f}x)"
+        click.echo(f"{role}: {path}{extra}")
+    if "ap" in report:
+        ap = report["ap"]
+        click.echo("AP (box/keypoint): fp32 {:.4f}/{:.4f} -> {} {:.4f}/{:.4f}".format(
+            ap["fp32"]["bbox_AP"], ap["fp32"]["keypoints_AP"], precision,
+            ap[precision]["bbox_AP"], ap[precision]["keypoints_AP"]))
+    click.echo(f"report: {report['report']}")
+    engines, reason = build_engines(report, out_dir)
+    if reason:
+        click.echo(f"no TensorRT engine built: {reason}")
+    for engine in engines:
+        click.echo(f"engine: {engine}")
