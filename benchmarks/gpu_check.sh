@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# All GPU checks in one go (target: under 8 minutes), from the repository root:
+#     bash benchmarks/gpu_check.sh
+# Runs tests/gpu (CUDA kernels vs NumPy references, fp32/fp16, timings vs the decompositions)
+# and the nvcc compile checks, then prints a summary. Installs nothing and needs no network:
+# it uses the python, torch and nvcc already on the machine. When $OUT is set (device runner),
+# the full log is also written there.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+START=$(date +%s)
+LOGDIR=${OUT:-$(mktemp -d)}
+LOG="$LOGDIR/gpu_check.log"
+PY=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export EDGEPOSE_KERNEL_SHIM_DIR=${EDGEPOSE_KERNEL_SHIM_DIR:-$(mktemp -d)}
+
+{
+  echo "== environment ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null \
+    || echo "nvidia-smi: not available"
+  "$PY" -c "import torch; print('torch', torch.__version__, '| CUDA', torch.version.cuda, '| cuda available:', torch.cuda.is_available())" \
+    || echo "torch: not importable"
+  if command -v nvcc >/dev/null 2>&1; then nvcc --version | tail -n 2 | head -n 1; else echo "nvcc: not on PATH"; fi
+} 2>&1 | tee "$LOG"
+
+echo "== kernel compile checks (nvcc sm_87, sm_90)" | tee -a "$LOG"
+timeout 150 "$PY" -m pytest tests/test_plugins_build.py -q -p no:cacheprovider 2>&1 | tail -n 5 | tee -a "$LOG"
+BUILD_RC=${PIPESTATUS[0]}
+
+echo "== GPU tests (tests/gpu, with timings)" | tee -a "$LOG"
+timeout 330 "$PY" -m pytest tests/gpu -s -q -p no:cacheprovider -rs 2>&1 | tee -a "$LOG.gpu" | tail -n 40
+GPU_RC=${PIPESTATUS[0]}
+cat "$LOG.gpu" >> "$LOG"
+
+END=$(date +%s)
+{
+  echo
+  echo "================ summary ================"
+  grep -E '^\[kernels\]' "$LOG.gpu" | head -n 1
+  grep -E '^\[timing\] ' "$LOG.gpu" | sed 's/^\[timing\] /  /'
+  echo "compile checks : $(grep -E '(passed|failed|skipped|error)' "$LOG" | grep -v '^==' | head -n 1 | sed 's/=//g') (rc=$BUILD_RC)"
+  echo "GPU tests      : $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$LOG.gpu" | tail -n 1 | sed 's/=//g') (rc=$GPU_RC)"
+  [ "$GPU_RC" = 124 ] && echo "GPU tests      : TIMED OUT after 330 s"
+  echo "elapsed        : $((END - START)) s"
+  echo "log            : $LOG"
+} | tee -a "$LOG"
+rm -f "$LOG.gpu"
+
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "NO CUDA GPU: the GPU tests were skipped, nothing was checked on a GPU (exit 3)" | tee -a "$LOG"
+  exit 3
+fi
+if [ "$GPU_RC" -ne 0 ] || [ "$BUILD_RC" -ne 0 ]; then exit 1; fi
+exit 0
