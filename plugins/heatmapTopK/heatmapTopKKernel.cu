@@ -22,6 +22,7 @@ namespace
 constexpr int32_t kTHREADS = 256;
 constexpr int32_t kBINS = 256;
 constexpr int32_t kSORT_THREADS = 1024;
+constexpr uint32_t kZERO_KEY = 0x80000000u; // toKey(+0.0f)
 
 struct SelectState
 {
@@ -152,6 +153,7 @@ __global__ void scoreKernel(T const* __restrict__ hm, int32_t h, int32_t w, int6
     int64_t const hw = static_cast<int64_t>(h) * w;
     T const* map = hm + img * chw;
     uint32_t* keys = ws.keys + img * chw;
+    uint32_t zeros = 0;
     for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < chw;
          e += static_cast<int64_t>(gridDim.x) * blockDim.x)
     {
@@ -182,10 +184,25 @@ __global__ void scoreKernel(T const* __restrict__ hm, int32_t h, int32_t w, int6
                 }
             }
         }
-        float const score = (peak ? s : 0.0f) + 0.0f; // -0 -> +0
+        float score = peak ? s : 0.0f;
+        if (score == 0.0f)
+        {
+            score = 0.0f; // -0 -> +0: one key for zero
+        }
         uint32_t const key = toKey(score);
         keys[e] = key;
-        atomicAdd(&bins[key >> 24], 1u);
+        if (key == kZERO_KEY)
+        {
+            ++zeros; // most elements are non-peaks: count them in a register, not in a contended bin
+        }
+        else
+        {
+            atomicAdd(&bins[key >> 24], 1u);
+        }
+    }
+    if (zeros != 0)
+    {
+        atomicAdd(&bins[kZERO_KEY >> 24], zeros);
     }
     flushHistogram(bins, ws.hist + img * kBINS);
 }
@@ -237,14 +254,23 @@ __global__ void histKernel(int64_t chw, int32_t pass, Workspace ws)
     int32_t const high = 32 - 8 * pass; // bits already fixed are key >> high
     int32_t const shift = 24 - 8 * pass;
     uint32_t const want = ws.state[img].prefix >> high;
+    uint32_t zeros = 0;
     for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < chw;
          e += static_cast<int64_t>(gridDim.x) * blockDim.x)
     {
         uint32_t const key = keys[e];
-        if ((key >> high) == want)
+        if (key == kZERO_KEY)
+        {
+            zeros += (key >> high) == want ? 1u : 0u; // see scoreKernel: avoid one hot bin
+        }
+        else if ((key >> high) == want)
         {
             atomicAdd(&bins[(key >> shift) & 0xffu], 1u);
         }
+    }
+    if (zeros != 0)
+    {
+        atomicAdd(&bins[(kZERO_KEY >> shift) & 0xffu], zeros);
     }
     flushHistogram(bins, ws.hist + img * kBINS);
 }
