@@ -65,14 +65,28 @@ def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, p
 
 
 def _run_clip(pipe, clip, save=None, json_path=None, progress=True):
+    """run_source over the clip; COCO records (image id = frame index) are collected here
+    and written atomically, frames without people adding none."""
     from edgepose.data.sources import open_source
+    from edgepose.io_utils import atomic_path
     from edgepose.pipeline.run_loop import run_source
+
+    records = []
+
+    def collect(frame_id, name, frame, result):
+        if len(result):
+            records.extend(result.to_coco(int(frame_id)))
 
     source = open_source(source=str(clip))
     try:
-        return run_source(pipe, source, save=save, json_path=json_path, progress=progress)
+        summary = run_source(pipe, source, save=save, progress=progress, on_result=collect if json_path else None)
     finally:
         source.close()
+    if json_path:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(records))
+        summary.json_path = str(json_path)
+    return summary
 
 
 def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), val_images: int = 100,
