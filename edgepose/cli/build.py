@@ -25,11 +25,13 @@ from edgepose.cli import main
 @click.option("--measure/--no-measure", default=False, show_default=True, help="Measure AP of FP32 vs the result.")
 @click.option("--cpu-rewrite", is_flag=True, help="Rewrite ConvTranspose(4x4,s2) as Conv + DepthToSpace so ONNX "
                                                   "Runtime CPU runs it in INT8 (TensorRT does not need it).")
+@click.option("--det-threshold", default=0.3, show_default=True, type=float,
+              help="Detector score for the people whose crops calibrate the pose model.")
 @click.option("--threads", default=2, show_default=True, type=int, help="ONNX Runtime CPU threads for timing/AP.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop, eval_ann, eval_images, eval_size,
-              measure, cpu_rewrite, threads, out_dir, quiet):
+              measure, cpu_rewrite, det_threshold, threads, out_dir, quiet):
     """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT)."""
     from edgepose.errors import UsageError
     from edgepose.quant.build import build_engines, build_precision
@@ -39,7 +41,7 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
     report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
                              max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
                              calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,
-                             measure=measure, threads=threads)
+                             measure=measure, threads=threads, det_threshold=det_threshold)
     for role, path in report["outputs"].items():
         entry = report["models"].get(role, {})
         extra = ""

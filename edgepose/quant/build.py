@@ -291,6 +291,15 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
     _say(progress, f"accuracy budget {max_ap_drop} AP points on {ann}")
     baseline = evaluate_files(src["det"], src["pose"], ann, images_dir, threads=threads)
     full = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
+    full_drops = {k: (baseline[k] - full[k]) * 100 for k in ("bbox_AP", "keypoints_AP")}
+    if all(d <= max_ap_drop + 1e-9 for d in full_drops.values()):  # full INT8 already fits the budget
+        for role in plans:
+            info["models"][role]["fp32_nodes"] = []
+        info["ap"] = {"eval_set": str(ann), "fp32": _ap(baseline), "int8_full": _ap(full), "int8": _ap(full),
+                      "max_ap_drop": max_ap_drop, "budget_met": True,
+                      "drop_points": {k: round(v, 3) for k, v in full_drops.items()},
+                      "drop_points_full_int8": {k: round(v, 3) for k, v in full_drops.items()}, "search": []}
+        return info
     qplans = {}
     for role, (prepared, ranges, hold_feeds, extra) in plans.items():
         _say(progress, f"layer sensitivity of {role} on {len(hold_feeds)} held-out feeds")

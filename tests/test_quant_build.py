@@ -1,0 +1,149 @@
+"""build_precision / `edgepose build`: files, report, lint of every produced graph, and the
+accuracy-budget search on a small case."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgepose.metadata import read_metadata
+from edgepose.quant import calibration as C
+from edgepose.quant.build import build_precision
+from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
+from edgepose.quant.lint import lint_qdq
+from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity, output_error
+
+from test_quant_int8 import _run, make_tiny_models
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_models(tmp_path_factory.mktemp("tiny_build"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("build_cache")
+
+
+@pytest.fixture(scope="module")
+def int8_build(tiny, cache, tmp_path_factory):
+    det, pose = tiny
+    out = tmp_path_factory.mktemp("int8_out")
+    report = build_precision(det, pose, precision="int8", calib="synthetic:6", calib_size=6, out_dir=out,
+                             det_threshold=0.05, progress=False, cache_dir=cache, calib_method="percentile")
+    return out, report
+
+
+def test_int8_build_writes_linted_graphs_and_report(int8_build, tiny, cache):
+    out, report = int8_build
+    det, pose = tiny
+    assert sorted(p.name for p in out.iterdir()) == ["det.int8.onnx", "pose.int8.onnx", "report.json"]
+    on_disk = json.loads((out / "report.json").read_text())
+    expected_hash = C.load_calibration_images("synthetic:6", size=6, progress=False, cache_dir=cache).sha256
+    assert on_disk["calibration"]["sha256"] == expected_hash
+    assert on_disk["calibration"]["method"] == "percentile" and on_disk["calibration"]["pose_crops"] > 0
+    for role, src in (("det", det), ("pose", pose)):
+        path = out / f"{role}.int8.onnx"
+        model = onnx.load(str(path))
+        assert lint_qdq(model) == []  # every graph build produces obeys the Q/DQ rules
+        entry = on_disk["models"][role]
+        assert entry["lint"] == "clean" and entry["fp32_nodes"] == []
+        prepared, _ = prepare_fp32(src)
+        convs = sum(n.op_type == "Conv" for n in prepared.graph.node)
+        assert entry["ort_cpu_fusion"]["QLinearConv"] == convs
+        assert entry["ranges"]["tensors"] > convs
+        assert min(entry["cosine_vs_fp32_heldout"].values()) >= 0.99
+        meta = read_metadata(path)
+        assert meta.precision == "int8" and meta.extra["calib_sha256"] == expected_hash
+        assert meta.input_size == read_metadata(src).input_size
+
+
+def test_int8_graphs_run_in_the_pipeline(int8_build, cache):
+    out, _ = int8_build
+    from edgepose.pipeline.pipeline import Pipeline
+
+    pipe = Pipeline.from_files(str(out / "det.int8.onnx"), str(out / "pose.int8.onnx"), backend="onnxruntime",
+                               runner_kw={"disable_cse": True}, score_threshold=0.05)
+    image = C.load_calibration_images("synthetic:1:9", size=1, progress=False, cache_dir=cache).images[0]
+    result = pipe(image)
+    assert result.keypoints.shape[1:] == (17, 2) and np.isfinite(result.keypoints).all()
+
+
+def test_cli_builds_fp16_and_int8_and_says_why_no_engine(tiny, cache, tmp_path):
+    from edgepose.cli import main
+
+    det, pose = tiny
+    runner = CliRunner()
+    res = runner.invoke(main, ["build", "--fp16", "--det", str(det), "--pose", str(pose), "--out",
+                               str(tmp_path / "f16"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "f16" / "det.fp16.onnx").is_file() and (tmp_path / "f16" / "pose.fp16.onnx").is_file()
+    assert read_metadata(tmp_path / "f16" / "pose.fp16.onnx").precision == "fp16"
+    assert sum("no TensorRT engine built:" in line for line in res.output.splitlines()) == 1
+    res = runner.invoke(main, ["build", "--int8", "--det", str(det), "--pose", str(pose), "--calib",
+                               "synthetic:4", "--calib-size", "4", "--calib-method", "minmax", "--det-threshold",
+                               "0.05", "--out", str(tmp_path / "i8"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    for name in ("det.int8.onnx", "pose.int8.onnx"):
+        assert lint_qdq(tmp_path / "i8" / name) == []
+    assert "no TensorRT engine built:" in res.output
+    # errors are one line and a non-zero exit, not a traceback
+    res = runner.invoke(main, ["build", "--int8", "--det", str(det), "--pose", str(pose), "--calib",
+                               str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"), "--quiet"])
+    assert res.exit_code != 0 and "does not exist" in res.output
+    res = runner.invoke(main, ["build", "--det", str(det), "--pose", str(pose), "--out", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "--int8 or --fp16" in res.output
+
+
+def test_budget_search_respects_the_budget(tiny, cache, tmp_path):
+    """Metric: 100 * (1 - relative output error) of the detector on held-out pipeline inputs,
+    measured on the written ONNX files; the budget is a quarter of the full-INT8 drop, so
+    the search has to keep layers in FP32 -- and the final file must fit the budget."""
+    det, _ = tiny
+    calib = C.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
+    held = C.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
+    prepared, _ = prepare_fp32(det)
+    feeds = C.det_feeds(calib, det)
+    stats = C.collect_statistics(prepared, feeds[:4], progress=False)
+    # deliberately coarse ranges (entropy on 4 images) so full INT8 visibly moves the outputs
+    ranges = C.compute_ranges(stats, "entropy")
+    eval_feeds = C.det_feeds(held, det)
+    reference = _run(prepared, eval_feeds)
+
+    def score(path):
+        got = _run(onnx.load(str(path)), eval_feeds)
+        return 1.0 - output_error([reference], [got])
+
+    full = tmp_path / "full.onnx"
+    quantize_int8(prepared, ranges, full)
+    full_drop = (1.0 - score(full)) * 100
+    assert full_drop > 0
+    budget = full_drop / 4
+    ranking = layer_sensitivity(prepared, ranges, feeds[4:])
+    assert sorted(n for n, _ in ranking) == sorted(quantizable_nodes(prepared))
+    plan = QuantPlan("det", prepared, ranges, ranking)
+    result = budget_search({"det": plan}, lambda paths: {"score": score(paths["det"])}, {"score": 1.0}, budget,
+                           blame={"score": ["det"]}, work_dir=tmp_path / "work")
+    assert result["met"]
+    final = result["paths"]["det"]
+    measured_drop = (1.0 - score(final)) * 100
+    assert measured_drop <= budget
+    kept = result["kept"]["det"]
+    assert 0 < len(kept) < len(ranking)
+    assert lint_qdq(final, allow_float=kept) == []
+    # the history is monotone in kept layers and its first step is full INT8
+    steps = [h["kept"]["det"] for h in result["history"]]
+    assert steps[0] == 0 and steps == sorted(steps)
+    assert result["history"][0]["drops"]["score"] == pytest.approx(full_drop, rel=1e-6)
+
+
+def test_budget_rejects_bad_input(tiny):
+    from edgepose.errors import UsageError
+
+    with pytest.raises(UsageError):
+        budget_search({}, lambda p: {}, {}, -1.0, blame={})
+    det, pose = tiny
+    with pytest.raises(UsageError, match="INT8 only"):
+        build_precision(det, pose, precision="fp16", max_ap_drop=0.5, progress=False)
