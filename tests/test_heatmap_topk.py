@@ -160,3 +160,30 @@ def test_bad_arguments():
         heatmap_topk_numpy(hm, wh, wh, K=19)
     with pytest.raises(UsageError, match="wh"):
         heatmap_topk_numpy(hm, wh[:, :, :2], wh, K=3)
+
+
+def test_onnx_decomposition_fp16():
+    """fp16 graph (an fp16 network's heads): ORT vs the reference fed the same fp16-rounded
+    probabilities; fp16 tolerance (scores 1e-3, boxes 0.1 px at stride 4)."""
+    import io
+
+    import onnx
+
+    class One(torch.nn.Module):
+        def forward(self, hm, wh, reg):
+            return heatmap_topk(hm, wh, reg, K=12)
+
+    rng = np.random.default_rng(16)
+    hm, wh, reg = (a.astype(np.float16) for a in _inputs(rng, 2, 3, 9, 7))
+    buf = io.BytesIO()
+    torch.onnx.export(One(), tuple(torch.from_numpy(a) for a in (hm, wh, reg)), buf,
+                      input_names=["hm", "wh", "reg"], output_names=["boxes", "scores", "classes"],
+                      opset_version=17, dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [10, 10, 6]  # f16, f16, int32
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"hm": hm, "wh": wh, "reg": reg})
+    prob16 = (1 / (1 + np.exp(-hm.astype(np.float64)))).astype(np.float16).astype(np.float32)
+    ref = heatmap_topk_numpy(prob16, wh, reg, K=12, apply_sigmoid=False)
+    got = [got[0].astype(np.float32), got[1].astype(np.float32), got[2]]
+    assert_same_detections(got, ref, atol=1e-2)
