@@ -76,3 +76,21 @@ def test_bench_quick_writes_reports(tmp_path):
     assert "| row | FPS |" in md and "| ORT FP32 |" in md and "Pose latency vs persons" in md
     png = (out / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+@pytest.mark.slow
+def test_soak_reports_memory_and_rate(tmp_path):
+    model_args, _ = _models(tmp_path)
+    out = tmp_path / "soak"
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    cmd = [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--frames", "24", "--pool", "6", "--size", "128x128",
+           "--max-people", "3", "--warmup", "4", "--report-every", "8", "--threads", "1", "--out", str(out),
+           *[a for a in model_args if a != "--ap-threshold"]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "soak.json").read_text())
+    rss = report["rss_mb"]
+    assert set(rss) == {"before_first_frame", "start", "middle", "end"} and all(v > 10 for v in rss.values())
+    assert report["rss_growth"] == pytest.approx((rss["end"] - rss["start"]) / rss["start"])
+    assert [w["frame"] for w in report["windows"]] == [8, 16, 24] and all(w["fps"] > 0 for w in report["windows"])
+    assert "RSS growth" in proc.stdout
