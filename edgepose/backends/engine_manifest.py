@@ -29,6 +29,7 @@ from edgepose.errors import EngineError
 from edgepose.io_utils import atomic_path, sha256_file
 
 SCHEMA = 1
+_REBUILD = "rebuild the engine with `edgepose build --fp16|--int8 --out DIR --force`"
 MANIFEST_SUFFIX = ".json"
 
 # Build options that change the engine TensorRT produces.  Anything else in
@@ -115,10 +116,9 @@ class EngineManifest:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise EngineError(f"{source} is not valid JSON ({exc}); rebuild the engine with `edgepose build ... --force`") \
-                from None
+            raise EngineError(f"{source} is not valid JSON ({exc}); {_REBUILD}") from None
         if not isinstance(data, dict):
-            raise EngineError(f"{source} is not an engine manifest; rebuild the engine with `edgepose build ... --force`")
+            raise EngineError(f"{source} is not an engine manifest; {_REBUILD}")
         schema = data.pop("schema", SCHEMA)
         if schema > SCHEMA:
             raise EngineError(f"{source} was written by a newer edgepose (manifest schema {schema}); upgrade edgepose")
@@ -126,7 +126,7 @@ class EngineManifest:
         missing = [f.name for f in fields(cls) if f.name in ("engine", "tensorrt_version", "compute_capability",
                                                              "onnx_sha256", "cache_key") and f.name not in data]
         if missing:
-            raise EngineError(f"{source} lacks {', '.join(missing)}; rebuild the engine with `edgepose build ... --force`")
+            raise EngineError(f"{source} lacks {', '.join(missing)}; {_REBUILD}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     # ------------------------------------------------------------------ helpers

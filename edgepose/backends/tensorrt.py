@@ -50,7 +50,8 @@ class TensorRTRunner(Runner):
         self.path = Path(engine_path)
         self.name = self.path.name
         if not self.path.is_file():
-            raise UsageError(f"{self.path}: no such engine file; build it with `edgepose build --fp16|--int8 --out DIR`")
+            raise UsageError(f"{self.path}: no such engine file; build it with "
+                             "`edgepose build --fp16|--int8 --out DIR`")
 
         from edgepose.backends import cuda_mem
         from edgepose.backends.engine_manifest import check_compatible, read_manifest
