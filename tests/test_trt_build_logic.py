@@ -306,6 +306,22 @@ def test_missing_plugin_library_fails_before_parsing(fakes, tmp_path, monkeypatc
 
 
 # ====================================================================== runner glue
+def test_cuda_helpers(fakes):
+    assert cuda_mem.format_cuda_version(12060) == "12.6" and cuda_mem.format_cuda_version(13000) == "13.0"
+    assert cuda_mem.grow_size(1024, 100) == 1024  # fits: keep
+    assert cuda_mem.grow_size(0, 1) == 256
+    assert cuda_mem.grow_size(1024, 1100) == 1536  # at least 1.5x, so a creeping batch does not realloc each time
+    assert cuda_mem.grow_size(1024, 5000) == 5120  # rounded up to 256 bytes
+    with pytest.raises(EngineError, match="cudaMalloc.*cudaErrorFake"):
+        cuda_mem.check((fakes.cudart.cudaError_t.cudaErrorMemoryAllocation,), "cudaMalloc(1)")
+    assert cuda_mem.check((0, 5), "x") == 5 and cuda_mem.check((0, 1, 2), "x") == (1, 2)
+    info = cuda_mem.device_info(0)
+    assert info == {"name": "Fake GPU", "compute_capability": "8.7", "cuda_runtime": "12.6", "cuda_driver": "12.8",
+                    "total_memory": 1 << 30}
+    with pytest.raises(EngineError, match="GPU 3 does not exist"):
+        cuda_mem.device_info(3)
+
+
 def test_runner_binds_grows_reuses_and_frees_buffers(fakes, tmp_path):
     from edgepose.backends.tensorrt import TensorRTRunner
 
