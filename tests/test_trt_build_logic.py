@@ -328,7 +328,9 @@ def test_runner_binds_grows_reuses_and_frees_buffers(fakes, tmp_path):
     trt = fakes.use("10.3.0")
     onnx_path = _onnx(tmp_path / "pose.onnx", ["N", 3, 4, 4], POSE_META)
     engine = tb.onnx2engine(onnx_path, pose_batch=(1, 2, 4), timing_cache=False)
-    runner = TensorRTRunner(engine)
+    with pytest.raises(UsageError, match="unknown option"):
+        TensorRTRunner(engine, batch_size=3)
+    runner = TensorRTRunner(engine, threads=2, providers=["CPUExecutionProvider"])  # ORT options: ignored
     assert runner.backend == "tensorrt" and runner.max_batch == 4 and runner.static_batch is None
     assert [(s.name, s.shape, s.dtype) for s in runner.inputs] == [("input", (None, 3, 4, 4), np.float32)]
     assert runner.meta == POSE_META

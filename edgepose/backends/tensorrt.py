@@ -38,11 +38,18 @@ class TensorRTRunner(Runner):
     ``check``: refuse engines whose manifest says another TensorRT/compute capability built
     them (leave on; off only for debugging).  ``plugin_lib``: path of libedgepose_plugins.so
     when the engine has plugin layers and the library is not in a default place.
+    ONNX Runtime options (``providers``, ``threads``, ``disable_cse``) are accepted and ignored,
+    so one ``runner_kw`` serves both backends.
     """
 
     backend = "tensorrt"
+    # options the other runners take; the factory passes the same runner_kw to every backend
+    _OTHER_BACKENDS_KW = ("providers", "threads", "disable_cse")
 
-    def __init__(self, engine_path, device: int = 0, meta=None, check: bool = True, plugin_lib=None):
+    def __init__(self, engine_path, device: int = 0, meta=None, check: bool = True, plugin_lib=None, **other_kw):
+        unknown = sorted(set(other_kw) - set(self._OTHER_BACKENDS_KW))
+        if unknown:
+            raise UsageError(f"TensorRTRunner got unknown option(s) {unknown}; it takes device, meta, check, plugin_lib")
         self._closed = True  # close() is safe even when __init__ fails half way
         self._buffers = {}
         self._stream = None
