@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TensorRT check on a GPU machine, from the repository root:
 #     bash benchmarks/trt_check.sh            # quick benchmark (bench.py --quick)
-#     TRT_CHECK_FULL=1 bash benchmarks/trt_check.sh
+#     TRT_CHECK_FULL=1 bash benchmarks/trt_check.sh       # full benchmark
+#     TRT_CHECK_SKIP_TESTS=1 bash benchmarks/trt_check.sh # when gpu_check.sh already ran tests/gpu
 # 1. says which TensorRT / GPU it found (exit 3 when engines cannot be built here);
 # 2. `edgepose build --fp16` and `--int8` of the default models into one folder, then builds any
 #    engine that is still missing with onnx2engine (timing cache shared by all builds);
@@ -61,10 +62,15 @@ for e in engines:
 EOF
 ENG_RC=${PIPESTATUS[0]}
 
-say "== GPU tests (tests/gpu/test_tensorrt_engines.py)"
-timeout 420 "$PY" -m pytest tests/gpu/test_tensorrt_engines.py -q -rs -p no:cacheprovider 2>&1 | tail -n 15 \
-  | tee -a "$LOG"
-TEST_RC=${PIPESTATUS[0]}
+TEST_RC=0
+if [ "${TRT_CHECK_SKIP_TESTS:-0}" = 1 ]; then  # gpu_check.sh already ran tests/gpu
+  say "== GPU tests: skipped (TRT_CHECK_SKIP_TESTS=1)"
+else
+  say "== GPU tests (tests/gpu/test_tensorrt_engines.py)"
+  timeout 420 "$PY" -m pytest tests/gpu/test_tensorrt_engines.py -q -rs -p no:cacheprovider 2>&1 | tail -n 15 \
+    | tee -a "$LOG"
+  TEST_RC=${PIPESTATUS[0]}
+fi
 
 QUICK="--quick"
 [ "${TRT_CHECK_FULL:-0}" = 1 ] && QUICK=""
