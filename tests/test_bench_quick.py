@@ -94,3 +94,38 @@ def test_soak_reports_memory_and_rate(tmp_path):
     assert report["rss_growth"] == pytest.approx((rss["end"] - rss["start"]) / rss["start"])
     assert [w["frame"] for w in report["windows"]] == [8, 16, 24] and all(w["fps"] > 0 for w in report["windows"])
     assert "RSS growth" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
+    """run_demo end to end on CI-sized settings; the precision it used is stated."""
+    cv2 = pytest.importorskip("cv2")
+    model_args, _ = _models(tmp_path)
+    if model_args:  # no shipped weights yet: the demo runs on the randomly initialised exports
+        import edgepose.models.defaults as defaults
+
+        det, pose = model_args[1], model_args[3]
+        monkeypatch.setattr(defaults, "default_model_paths", lambda cache_dir=None, force=False: (det, pose))
+    from edgepose.demo import format_summary, run_demo
+
+    out = tmp_path / "out"
+    summary = run_demo(out, frames=5, people=2, size=(128, 128), val_images=4, progress=False)
+    assert summary["precision"] in ("int8", "fp32") and summary["note"]
+    cap = cv2.VideoCapture(str(out / "demo.mp4"))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n == 5
+    records = json.loads((out / "results.json").read_text())
+    assert isinstance(records, list)
+    for r in records:
+        assert r["category_id"] == 1 and len(r["keypoints"]) == 51 and 0 <= r["image_id"] < 5
+    main_row = summary["rows"][0]
+    assert main_row["precision"] == summary["precision"] and main_row["frames"] == 5
+    assert main_row["ap"]["images"] == 4 and "keypoints_AP" in main_row["ap"]
+    if summary["precision"] != "fp32":
+        assert [r["precision"] for r in summary["rows"]] == [summary["precision"], "fp32"]
+    table = format_summary(summary)
+    assert "box AP" in table and "precision used" in table
+    assert json.loads((out / "demo_summary.json").read_text())["precision"] == summary["precision"]
