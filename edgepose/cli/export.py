@@ -31,11 +31,15 @@ def models_cmd():
 @click.option("--num-classes", type=int, help="Detector classes (default: the model's, 80 for COCO).")
 @click.option("--decode/--no-decode", default=False, show_default=True,
               help="End the graph in the decoder (CenterNet boxes / SPPE coordinates).")
-@click.option("--plugins", type=click.Choice(["off", "on"]), default="off", show_default=True,
-              help="'on' emits TensorRT plugin nodes for custom ops (needs libedgepose_plugins.so); "
-                   "'off' uses standard-op decompositions that run everywhere.")
+@click.option("--decode-k", type=int, default=100, show_default=True,
+              help="Detections kept by the in-graph decoder (<= 3840; 4096 with plugins).")
+@click.option("--plugins", type=click.Choice(["auto", "off", "on"]), default="auto", show_default=True,
+              help="'on' emits TensorRT plugin nodes for custom ops (corner pooling, heatmap top-k; "
+                   "needs libedgepose_plugins.so in TensorRT); 'off' uses standard-op decompositions "
+                   "that run everywhere; 'auto' uses plugins only when the library is built.")
 @click.option("--no-simplify", is_flag=True, help="Skip onnxsim.")
-def export_cmd(model, weights, out, input_size, batch, opset, num_classes, decode, plugins, no_simplify):
+def export_cmd(model, weights, out, input_size, batch, opset, num_classes, decode, decode_k, plugins,
+               no_simplify):
     """Export zoo MODEL to ONNX and check it against PyTorch on ONNX Runtime.
 
     Prints the max absolute and relative error per output.  Beyond tolerance (1e-4 of the
@@ -53,6 +57,6 @@ def export_cmd(model, weights, out, input_size, batch, opset, num_classes, decod
     get_spec(model)  # unknown names fail before torch is imported
     kwargs = {"num_classes": num_classes} if num_classes else {}
     report = torch2onnx(model, out, weights=weights, input_size=input_size, batch=batch, opset=opset,
-                        decode=decode, plugins=plugins == "on", simplify=not no_simplify,
+                        decode=decode, decode_k=decode_k, plugins=plugins, simplify=not no_simplify,
                         model_kwargs=kwargs, log=lambda m: click.echo(m, err=True))
     click.echo(report.format())

@@ -13,6 +13,7 @@ class OutputError:
     max_abs: float
     max_rel: float  # max_abs / max(|reference|)
     ok: bool
+    note: str = ""
 
 
 def compare_outputs(reference: dict, candidate: dict, tolerance: float) -> list[OutputError]:
@@ -36,5 +37,7 @@ def format_errors(rows: list[OutputError], tolerance: float) -> str:
     lines = [f"{'output':<10} {'shape':<18} {'max_abs':>10} {'max_rel':>10}  status (tolerance {tolerance:g} of max)"]
     for r in rows:
         shape = "x".join(map(str, r.shape))
-        lines.append(f"{r.name:<10} {shape:<18} {r.max_abs:>10.3e} {r.max_rel:>10.3e}  {'ok' if r.ok else 'FAIL'}")
+        status = "ok" if r.ok else "FAIL"
+        lines.append(f"{r.name:<10} {shape:<18} {r.max_abs:>10.3e} {r.max_rel:>10.3e}  {status}"
+                     + (f"  ({r.note})" if r.note else ""))
     return "\n".join(lines)

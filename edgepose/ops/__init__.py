@@ -41,3 +41,10 @@ def corner_pool(x, mode: str):
     from edgepose.ops.corner_pool import corner_pool as _corner_pool
 
     return _corner_pool(x, mode)
+
+
+def heatmap_topk(hm, wh, reg=None, K=100, apply_sigmoid=True, stride=4):
+    """Fused CenterNet decode: peaks + top-K + gathers -> (boxes, scores, classes)."""
+    from edgepose.ops.heatmap_topk import heatmap_topk as _heatmap_topk
+
+    return _heatmap_topk(hm, wh, reg, K, apply_sigmoid, stride)
