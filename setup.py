@@ -27,7 +27,9 @@ setup(
         # evaluation and benchmark plots
         "eval": ["pycocotools>=2.0.7", "matplotlib>=3.7"],
         # TensorRT backend (JetPack ships tensorrt as a system package; see README)
-        "trt": ["tensorrt>=10.3", "cuda-python>=12.2"],
+        "trt": ["tensorrt>=10.3,<12", "cuda-python>=12.2"],
+        # JetPack 6 ships TensorRT 10.3 as a system package: only cuda-python comes from PyPI
+        "jetson": ["cuda-python>=12.2,<13"],
         "dev": ["pytest>=7.4", "pycocotools>=2.0.7", "matplotlib>=3.7", "onnxsim>=0.4.36"],
     },
     entry_points={"console_scripts": ["edgepose=edgepose.cli:main"]},
