@@ -66,8 +66,23 @@ def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size
     """Generic loop: AdamW + warm-up/cosine, reproducible shuffling, a checkpoint per epoch.
 
     ``step_loss(model, batch) -> (loss, parts)`` computes the loss of one collated batch;
-    ``save(model, path, epoch)`` writes the weights in their official wrapper.
+    ``save(model, path, epoch)`` writes the weights in their official wrapper.  ``threads``:
+    torch intra-op threads for the run (restored afterwards); 1 is the fastest on a shared CPU.
     """
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed,
+                    resume, desc, progress, max_steps)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed, resume, desc,
+         progress, max_steps):
     import time
 
     import torch
@@ -76,8 +91,6 @@ def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size
     from edgepose.io_utils import atomic_path
     from edgepose.train.coco_data import collate
 
-    if threads:
-        torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
     n = len(dataset)
     if n == 0:
