@@ -150,8 +150,12 @@ def test_every_conv_becomes_qlinearconv_with_cse_disabled(tiny, synth_dir):
         path = synth_dir / f"det_rw{int(rewrite)}.int8.onnx"
         quantize_int8(prepared, ranges, path)
         fused = fusion_summary(path)
-        assert fused["QLinearConv"] == convs, fused
-        assert fused["float_conv"] == deconvs  # ORT CPU has no quantized ConvTranspose
+        heads = len(prepared.graph.output)  # final layers take INT8 in, give float out
+        assert fused["QLinearConv"] == convs - heads, fused
+        assert fused["float_conv"] == deconvs + heads  # ORT CPU has no quantized ConvTranspose
+        q = onnx.load(str(path))
+        producers = {o: n.op_type for n in q.graph.node for o in n.output}
+        assert all(producers[o.name] == "Conv" for o in q.graph.output)
 
 
 # ----------------------------------------------------------------------------- rewrites

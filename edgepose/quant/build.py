@@ -40,25 +40,23 @@ def _graph_outputs(model) -> list:
     return [o.name for o in model.graph.output]
 
 
-def ort_latency_ms(path, feed: dict, runs: int = 20, threads: int = 2, disable_cse: bool = True) -> float:
-    """Median ONNX Runtime CPU latency (ms) of one call with ``feed`` (after 3 warm-ups)."""
+def ort_latency_ms(paths: dict, feed: dict, runs: int = 20, threads: int = 2) -> dict:
+    """Median ONNX Runtime CPU latency (ms) of one call with ``feed`` for each of ``paths``
+    (name -> ONNX file).  The sessions run interleaved (a, b, a, b, ...) after 3 warm-ups,
+    so load from other processes hits them alike; CSE is disabled as the INT8 runner does."""
     from edgepose.quant.sensitivity import _session
 
-    session = _session(str(path), threads)
-    if not disable_cse:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        session.run(None, feed)
-    times = []
+    sessions = {name: _session(str(path), threads) for name, path in paths.items()}
+    for session in sessions.values():
+        for _ in range(3):
+            session.run(None, feed)
+    times = {name: [] for name in sessions}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return float(np.median(times))
+        for name, session in sessions.items():
+            t0 = time.perf_counter()
+            session.run(None, feed)
+            times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def evaluate_files(det_path, pose_path, ann_file, images_dir, threads=None, limit=None, progress=False) -> dict:
@@ -215,8 +213,8 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
         if benchmark:
             name, shape = _input_shape(model)
             feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-            fp32_ms = ort_latency_ms(src[role], feed, threads=threads or 2, disable_cse=False)
-            new_ms = ort_latency_ms(path, feed, threads=threads or 2)
+            ms = ort_latency_ms({"fp32": src[role], precision: path}, feed, threads=threads or 2)
+            fp32_ms, new_ms = ms["fp32"], ms[precision]
             entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
                                    "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
     with atomic_path(out_dir / "report.json") as tmp:

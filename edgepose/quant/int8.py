@@ -86,13 +86,52 @@ def _name_nodes(model):
     return model
 
 
+def drop_output_qdq(model) -> list:
+    """Remove QuantizeLinear -> DequantizeLinear pairs that end at graph outputs, so the final
+    layers (heatmap logits, box sizes, keypoint heatmaps) take INT8 inputs but produce float
+    outputs (TensorRT: INT8 conv with FP32 output).  Quantizing an output to 255 levels would
+    put ties on heatmap peaks.  In place; returns the output names freed."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    users: dict = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    freed, remove = [], []
+    for out in graph.output:
+        dq = producer.get(out.name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or len(users.get(q.output[0], [])) != 1:
+            continue
+        src = q.input[0]
+        src_node = producer.get(src)
+        if src_node is None or len(users.get(src, [])) != 1 or src in {o.name for o in graph.output}:
+            continue
+        for i, name in enumerate(src_node.output):
+            if name == src:
+                src_node.output[i] = out.name
+        remove += [q, dq]
+        freed.append(out.name)
+    for node in remove:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return freed
+
+
 def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=QUANT_OPS, meta=None,
-                  extra_meta: dict | None = None, lint: bool = True):
+                  extra_meta: dict | None = None, lint: bool = True, quantize_outputs: bool = False):
     """Write the Q/DQ INT8 version of the (prepared) FP32 ``model`` to ``out_path``.
 
     ``ranges``: ``{tensor: amax}`` from :func:`edgepose.quant.calibration.compute_ranges`.
     ``nodes_to_exclude``: node names kept in FP32.  ``meta``: the edgepose ModelMeta to
-    embed (``precision`` is set to ``int8``).  Returns the quantized ``onnx.ModelProto``.
+    embed (``precision`` is set to ``int8``).  ``quantize_outputs``: also quantize the graph
+    outputs (default: the final layers output float, see :func:`drop_output_qdq`).
+    Returns the quantized ``onnx.ModelProto``.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -139,6 +178,8 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
         finally:
             root.setLevel(level)
         qmodel = onnx.load(str(dst))
+    if not quantize_outputs:
+        drop_output_qdq(qmodel)
     if meta is not None:
         extra_fields = dict(meta.extra or {})
         extra_fields.update(extra_meta or {})
