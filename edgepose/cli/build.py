@@ -21,7 +21,7 @@ from edgepose.cli import main
                    "keypoint AP are each within X of FP32.")
 @click.option("--eval-ann", type=click.Path(dir_okay=False), help="COCO keypoints json for AP (default: synthetic).")
 @click.option("--eval-images", type=click.Path(file_okay=False), help="Images of --eval-ann.")
-@click.option("--eval-size", default=64, show_default=True, type=int, help="Synthetic eval images.")
+@click.option("--eval-size", default=200, show_default=True, type=int, help="Synthetic eval images.")
 @click.option("--measure/--no-measure", default=False, show_default=True, help="Measure AP of FP32 vs the result.")
 @click.option("--cpu-rewrite", is_flag=True, help="Rewrite ConvTranspose(4x4,s2) as Conv + DepthToSpace so ONNX "
                                                   "Runtime CPU runs it in INT8 (TensorRT does not need it).")

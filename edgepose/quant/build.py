@@ -59,15 +59,18 @@ def ort_latency_ms(paths: dict, feed: dict, runs: int = 20, threads: int = 2) ->
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def evaluate_files(det_path, pose_path, ann_file, images_dir, threads=None, limit=None, progress=False) -> dict:
-    """Box/keypoint AP (0-1) and FPS of the pipeline built from two ONNX files on ORT CPU."""
+def evaluate_files(det_path, pose_path, ann_file, images_dir, threads=None, limit=None, progress=False,
+                   score_threshold: float = 0.1) -> dict:
+    """Box/keypoint AP (0-1) and FPS of the pipeline built from two ONNX files on ORT CPU
+    (detector threshold 0.1 as `edgepose eval`: low thresholds give the full PR curve)."""
     from edgepose.eval.dataset_eval import evaluate_pipeline
     from edgepose.pipeline.pipeline import Pipeline
 
     runner_kw = {"providers": ["CPUExecutionProvider"], "disable_cse": True}
     if threads:
         runner_kw["threads"] = threads
-    pipe = Pipeline.from_files(str(det_path), str(pose_path), backend="onnxruntime", runner_kw=runner_kw)
+    pipe = Pipeline.from_files(str(det_path), str(pose_path), backend="onnxruntime", runner_kw=runner_kw,
+                               score_threshold=score_threshold)
     metrics, _, _ = evaluate_pipeline(pipe, ann_file, images_dir, limit=limit, progress=progress)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
 
@@ -124,7 +127,7 @@ def _cosines(path_a, path_b, feeds) -> dict:
 def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", calib=None,
                     calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
                     cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
-                    eval_ann=None, eval_images=None, eval_size: int = 64, measure: bool | None = None,
+                    eval_ann=None, eval_images=None, eval_size: int = 200, measure: bool | None = None,
                     det_threshold: float = 0.3, held_out: float = 0.25, threads: int | None = 2,
                     benchmark: bool = True, cache_dir=None) -> dict:
     """Write ``DIR/det.<precision>.onnx``, ``DIR/pose.<precision>.onnx`` and ``DIR/report.json``;
@@ -172,53 +175,57 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
         "models": {},
     }
     work = Path(tempfile.mkdtemp(prefix="edgepose_build_"))
+    try:
+        if precision == "fp16":
+            from edgepose.quant.calibration import det_feeds, load_calibration_images
 
-    if precision == "fp16":
-        from edgepose.quant.calibration import det_feeds, load_calibration_images
+            from edgepose.quant.fp16 import convert_fp16
 
-        from edgepose.quant.fp16 import convert_fp16
+            for role, path in src.items():
+                _, kept = convert_fp16(path, outs[role])
+                report["models"][role] = {"fp32_nodes": kept}
+            if calib is not None or measure:  # agreement on real inputs
+                images = load_calibration_images(calib or "synthetic", size=min(8, calib_size), progress=False,
+                                                 cache_dir=cache_dir or work)
+                feeds = det_feeds(images, det_onnx, metas["det"])
+                report["models"]["det"]["max_rel_err_vs_fp32"] = _max_rel_err(det_onnx, outs["det"], feeds)
+        else:
+            report.update(_build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold,
+                                      held_out, max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads,
+                                      cache_dir))
 
-        for role, path in src.items():
-            _, kept = convert_fp16(path, outs[role])
-            report["models"][role] = {"fp32_nodes": kept}
-        if calib is not None or measure:  # agreement on real inputs
-            images = load_calibration_images(calib or "synthetic", size=min(8, calib_size), progress=False,
-                                             cache_dir=cache_dir or work)
-            feeds = det_feeds(images, det_onnx, metas["det"])
-            report["models"]["det"]["max_rel_err_vs_fp32"] = _max_rel_err(det_onnx, outs["det"], feeds)
-    else:
-        report.update(_build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold,
-                                  held_out, max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads,
-                                  cache_dir))
+        if measure and "ap" not in report:
+            ann, images_dir = _eval_set(eval_ann, eval_images, eval_size, cache_dir or work)
+            _say(progress, f"measuring AP on {ann}")
+            base = evaluate_files(det_onnx, pose_onnx, ann, images_dir, threads=threads)
+            new = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
+            report["ap"] = {"eval_set": str(ann), "fp32": _ap(base), precision: _ap(new),
+                            "drop_points": {k: round((base[k] - new[k]) * 100, 3) for k in ("bbox_AP", "keypoints_AP")}}
 
-    if measure and "ap" not in report:
-        ann, images_dir = _eval_set(eval_ann, eval_images, eval_size, cache_dir or work)
-        _say(progress, f"measuring AP on {ann}")
-        base = evaluate_files(det_onnx, pose_onnx, ann, images_dir, threads=threads)
-        new = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
-        report["ap"] = {"eval_set": str(ann), "fp32": _ap(base), precision: _ap(new),
-                        "drop_points": {k: round((base[k] - new[k]) * 100, 3) for k in ("bbox_AP", "keypoints_AP")}}
+        for role, path in outs.items():
+            model = onnx.load(str(path))
+            entry = report["models"].setdefault(role, {})
+            if precision == "int8":
+                from edgepose.quant.int8 import fusion_summary
+                from edgepose.quant.lint import lint_qdq
 
-    for role, path in outs.items():
-        model = onnx.load(str(path))
-        entry = report["models"].setdefault(role, {})
-        if precision == "int8":
-            from edgepose.quant.int8 import fusion_summary
-            from edgepose.quant.lint import lint_qdq
+                issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
+                entry["lint"] = [str(i) for i in issues] or "clean"
+                entry["ort_cpu_fusion"] = fusion_summary(path)
+            entry["sha256"] = sha256_file(path)
+            if benchmark:
+                name, shape = _input_shape(model)
+                feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+                ms = ort_latency_ms({"fp32": src[role], precision: path}, feed, threads=threads or 2)
+                fp32_ms, new_ms = ms["fp32"], ms[precision]
+                entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
+                                       "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
+        with atomic_path(out_dir / "report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default))
+    finally:
+        import shutil
 
-            issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
-            entry["lint"] = [str(i) for i in issues] or "clean"
-            entry["ort_cpu_fusion"] = fusion_summary(path)
-        entry["sha256"] = sha256_file(path)
-        if benchmark:
-            name, shape = _input_shape(model)
-            feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-            ms = ort_latency_ms({"fp32": src[role], precision: path}, feed, threads=threads or 2)
-            fp32_ms, new_ms = ms["fp32"], ms[precision]
-            entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
-                                   "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
-    with atomic_path(out_dir / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default))
+        shutil.rmtree(work, ignore_errors=True)
     report["report"] = str(out_dir / "report.json")
     return report
 
