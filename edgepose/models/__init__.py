@@ -109,3 +109,11 @@ for _spec in (
               "cornernet", "cornernet_squeeze.json", description="CornerNet-Squeeze (CornerNet-Lite)"),
 ):
     register(_spec)
+
+# built-in defaults, trained on the synthetic people set (recipes/train_defaults.sh)
+register(ModelSpec("default_det", "ctdet", "edgepose.models.defaults:default_det", (256, 256), "centernet",
+                   None, defaults={"num_classes": 1},
+                   description="default person detector: slim CenterNet ResNet-18, 256x256, person only"))
+register(ModelSpec("default_pose", "sppe", "edgepose.models.defaults:default_pose", (128, 96), "alphapose",
+                   None, defaults={"num_joints": 17},
+                   description="default pose model: slim SimplePose ResNet-18, 128x96, 17 COCO joints"))

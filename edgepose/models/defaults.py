@@ -89,9 +89,7 @@ def default_model_paths(cache_dir=None, force: bool = False):
             from edgepose.export import torch2onnx
 
             root.mkdir(parents=True, exist_ok=True)
-            report = torch2onnx(name, path, weights=str(weights), batch=batch)
-            errors = getattr(report, "errors", None)
-            if errors:
-                raise CheckpointError(f"exporting {name} failed: {errors}")
+            # writes atomically and raises ExportError when ONNX Runtime disagrees with torch
+            torch2onnx(name, path, weights=str(weights), batch=batch)
         out.append(path)
     return tuple(out)
