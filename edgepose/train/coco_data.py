@@ -215,8 +215,8 @@ def joint_heatmaps(joints_hm: np.ndarray, visible: np.ndarray, out_size, sigma: 
 
     ``joints_hm``: ``[J, 2]`` joint positions in heatmap pixels (input pixels / stride).  Each
     gaussian is centred at the (sub-pixel) joint position, so its peak lies on the nearest
-    heatmap pixel; the weight is 1 for a labelled joint (``visible``) whose peak lies inside the
-    map (within ``3 sigma``), else 0 and its map stays empty.
+    heatmap pixel; the weight is 1 for a labelled joint (``visible``) whose nearest pixel lies on
+    the map, else 0 and its map stays empty.
     """
     out_h, out_w = int(out_size[0]), int(out_size[1])
     num = len(joints_hm)
