@@ -1,8 +1,9 @@
 """``edgepose demo``: the whole flow on a fresh machine, with nothing downloaded.
 
 1. export the built-in default models to ONNX (:func:`edgepose.models.defaults.default_model_paths`);
-2. build the best precision available (INT8 Q/DQ via :mod:`edgepose.quant.build`, else FP32 --
-   the demo says which one it used and why);
+2. build the best precision available (INT8 Q/DQ via :mod:`edgepose.quant.build`, else FP32),
+   kept only if its AP is within ``max_ap_drop`` points of FP32 -- the demo says which one it
+   used and why;
 3. generate a demo clip (moving synthetic people) and run the pipeline on it, writing
    ``OUT/demo.mp4`` (overlay) and ``OUT/results.json`` (COCO keypoint results);
 4. score box AP and keypoint AP on a generated validation set (own seed);
@@ -91,8 +92,13 @@ def _run_clip(pipe, clip, save=None, json_path=None, progress=True):
 
 def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), val_images: int = 100,
              val_seed: int = 1000, clip_seed: int = 7, precision: str = "auto", compare_fp32: bool = True,
-             threads: int | None = None, progress: bool = True) -> dict:
-    """Run the demo; returns the summary dict (also written to ``OUT/demo_summary.json``)."""
+             max_ap_drop: float | None = 3.0, threads: int | None = None, progress: bool = True) -> dict:
+    """Run the demo; returns the summary dict (also written to ``OUT/demo_summary.json``).
+
+    A reduced precision (INT8/FP16) is kept only when its box and keypoint AP on the
+    validation set are within ``max_ap_drop`` points of FP32 (``None``: keep it anyway);
+    otherwise the video and results come from FP32 and the summary says why.
+    """
     from edgepose.data.synthetic import generate_clip, generate_dataset
     from edgepose.eval.dataset_eval import evaluate_pipeline
     from edgepose.io_utils import atomic_path
@@ -124,31 +130,49 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
         generate_dataset(vdir, val_images, val_seed, image_size=size, max_people=4, progress=progress)
 
     runner_kw = {"threads": threads} if threads else {}
-    configs = [(prec, det, pose)]
-    if compare_fp32 and prec != "fp32":
-        configs.append(("fp32", det32, pose32))
+    configs = {prec: (det, pose)}
+    if prec != "fp32" and (compare_fp32 or max_ap_drop is not None):
+        configs["fp32"] = (det32, pose32)
+    # 1. accuracy of every candidate (detector threshold 0.1: the whole precision/recall curve)
+    aps = {}
+    for name, (d, p) in configs.items():
+        pipe = Pipeline.from_files(str(d), str(p), backend="onnxruntime", runner_kw=runner_kw, score_threshold=0.1)
+        try:
+            _say(f"{name.upper()}: scoring AP on {val_images} validation images ...", progress)
+            metrics, _, _ = evaluate_pipeline(pipe, vdir / "annotations.json", vdir / "images", progress=progress)
+        finally:
+            pipe.close()
+        aps[name] = {k: float(v) for k, v in metrics.items()}
+    # 2. a reduced precision is used only when it keeps the accuracy (within max_ap_drop points)
+    if prec != "fp32" and max_ap_drop is not None:
+        drops = {k: 100 * (aps["fp32"][k] - aps[prec][k]) for k in ("bbox_AP", "keypoints_AP")}
+        if max(drops.values()) > max_ap_drop:
+            note = (f"{prec.upper()} built but it loses {drops['bbox_AP']:.1f} box AP / {drops['keypoints_AP']:.1f} "
+                    f"keypoint AP points against FP32 (budget {max_ap_drop:g}); using FP32")
+            prec = "fp32"
+            _say(f"precision: FP32 -- {note}", progress)
+    order = [prec] + [n for n in configs if n != prec]
+    # 3. the demo clip: overlay video + COCO results with the chosen precision, timing for all
     rows = []
-    for name, d, p in configs:
+    for name in order:
+        d, p = configs[name]
         is_main = name == prec
         pipe = Pipeline.from_files(str(d), str(p), backend="onnxruntime", runner_kw=runner_kw)
         try:
             _say(f"{name.upper()}: running the pipeline on {clip.name} ...", progress)
             summary = _run_clip(pipe, clip, save=out / "demo.mp4" if is_main else None,
                                 json_path=out / "results.json" if is_main else None, progress=progress)
-            pipe.score_threshold = 0.1  # the whole precision/recall curve for AP
-            _say(f"{name.upper()}: scoring AP on {val_images} validation images ...", progress)
-            metrics, _, _ = evaluate_pipeline(pipe, vdir / "annotations.json", vdir / "images", progress=progress)
         finally:
             pipe.close()
         total = summary.stats.get("total")
         rows.append({
-            "precision": name, "det": str(d), "pose": str(p),
+            "precision": name, "det": str(d), "pose": str(p), "used": is_main,
             "fps": summary.fps, "pipeline_fps": summary.pipeline_fps,
             "latency_ms": {k: {"p50": v.p50, "p90": v.p90, "p99": v.p99} for k, v in summary.stats.items()},
             "total_ms_p50": total.p50 if total else None,
             "people_per_frame": summary.persons / max(1, summary.frames_processed),
             "frames": summary.frames_processed,
-            "ap": {k: float(v) for k, v in metrics.items()},
+            "ap": aps[name],
         })
     result = {
         "precision": prec, "note": note, "video": str(out / "demo.mp4"), "results": str(out / "results.json"),
@@ -168,10 +192,11 @@ def format_summary(summary: dict) -> str:
     for r in summary["rows"]:
         lat = r["latency_ms"]
         ms = lambda s: f"{lat[s]['p50']:.1f}" if s in lat else "-"  # noqa: E731
-        lines.append(f"{r['precision'].upper():<10} {r['fps']:>7.1f} {r['pipeline_fps']:>9.1f} {ms('total'):>13} "
+        name = r["precision"].upper() + ("*" if r.get("used") else "")
+        lines.append(f"{name:<10} {r['fps']:>7.1f} {r['pipeline_fps']:>9.1f} {ms('total'):>13} "
                      f"{ms('detector'):>11} {ms('pose'):>12} {r['people_per_frame']:>13.2f} "
                      f"{100 * r['ap'].get('bbox_AP', 0):>7.1f} {100 * r['ap'].get('keypoints_AP', 0):>7.1f}")
-    lines.append(f"precision used: {summary['precision'].upper()} ({summary['note']})")
+    lines.append(f"precision used (*): {summary['precision'].upper()} ({summary['note']})")
     lines.append(f"AP: COCO box / keypoint AP in points on {summary['val']}")
     lines.append(f"video: {summary['video']}\nresults: {summary['results']}\n"
                  f"demo took {summary['wall_s']:.0f} s")

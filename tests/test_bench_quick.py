@@ -122,7 +122,8 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
     for r in records:
         assert r["category_id"] == 1 and len(r["keypoints"]) == 51 and 0 <= r["image_id"] < 5
     main_row = summary["rows"][0]
-    assert main_row["precision"] == summary["precision"] and main_row["frames"] == 5
+    assert main_row["precision"] == summary["precision"] and main_row["frames"] == 5 and main_row["used"]
+    assert sum(r["used"] for r in summary["rows"]) == 1
     assert main_row["ap"]["images"] == 4 and "keypoints_AP" in main_row["ap"]
     if summary["precision"] != "fp32":
         assert [r["precision"] for r in summary["rows"]] == [summary["precision"], "fp32"]

@@ -15,13 +15,16 @@ from edgepose.cli import main
 @click.option("--people", default=3, show_default=True, type=click.IntRange(0), help="People in the demo clip.")
 @click.option("--val-images", default=100, show_default=True, type=click.IntRange(1),
               help="Synthetic validation images for AP (seed 1000).")
-@click.option("--no-fp32-compare", is_flag=True, help="Skip the FP32 comparison row.")
+@click.option("--no-fp32-compare", is_flag=True, help="Skip the FP32 comparison row (and the accuracy check).")
+@click.option("--max-ap-drop", type=click.FloatRange(0), default=3.0, show_default=True,
+              help="Use INT8/FP16 only if box and keypoint AP stay within this many points of FP32.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--no-progress", is_flag=True)
-def demo(out_dir, precision, frames, people, val_images, no_fp32_compare, threads, no_progress):
+def demo(out_dir, precision, frames, people, val_images, no_fp32_compare, max_ap_drop, threads, no_progress):
     """Show edgepose working end to end on generated data (nothing is downloaded)."""
     from edgepose.demo import format_summary, run_demo
 
     summary = run_demo(out_dir, frames=frames, people=people, val_images=val_images, precision=precision,
-                       compare_fp32=not no_fp32_compare, threads=threads, progress=not no_progress)
+                       compare_fp32=not no_fp32_compare,
+                       max_ap_drop=None if no_fp32_compare else max_ap_drop, threads=threads, progress=not no_progress)
     click.echo(format_summary(summary))
