@@ -148,3 +148,43 @@ def test_budget_rejects_bad_input(tiny):
     det, pose = tiny
     with pytest.raises(UsageError, match="INT8 only"):
         build_precision(det, pose, precision="fp16", max_ap_drop=0.5, progress=False)
+
+
+def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_path):
+    """Two copies of the detector, both blamed for one metric ('clean' first): 'clean' has
+    minmax ranges, 'noisy' the same ranges except three conv inputs clipped to a tenth.  The
+    search must spend its FP32 layers on 'noisy' -- on those three convs -- not on 'clean'."""
+    det, _ = tiny
+    calib = C.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
+    held = C.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
+    prepared, _ = prepare_fp32(det)
+    feeds = C.det_feeds(calib, det)
+    clean = C.compute_ranges(C.collect_statistics(prepared, feeds[:4], progress=False), "minmax")
+    users = {}
+    for node in prepared.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    victims = [n for n in prepared.graph.node if n.op_type == "Conv" and len(users[n.input[0]]) == 1
+               and n.input[0] in clean][2:5]
+    noisy = dict(clean)
+    for node in victims:
+        noisy[node.input[0]] = clean[node.input[0]] * 0.1
+    eval_feeds = C.det_feeds(held, det)
+    reference = _run(prepared, eval_feeds)
+    ranking = layer_sensitivity(prepared, noisy, feeds[4:])
+    plans = {"clean": QuantPlan("clean", prepared, clean, ranking), "noisy": QuantPlan("noisy", prepared, noisy, ranking)}
+    assert {n.name for n in victims} <= set(plans["noisy"].kept(6))
+
+    def evaluate(paths):
+        errs = [output_error([reference], [_run(onnx.load(str(paths[r])), eval_feeds)]) for r in ("clean", "noisy")]
+        return {"score": 1.0 - sum(errs), "clean": errs[0], "noisy": errs[1]}
+
+    for role, plan in plans.items():
+        plan.build(0, tmp_path / f"{role}.onnx")
+    full = evaluate({r: tmp_path / f"{r}.onnx" for r in plans})
+    assert full["noisy"] > 5 * full["clean"]
+    budget = (full["clean"] + full["noisy"]) * 100 / 2
+    result = budget_search(plans, evaluate, {"score": 1.0}, budget, blame={"score": ["clean", "noisy"]},
+                           work_dir=tmp_path / "work")
+    assert result["met"] and result["drops"]["score"] <= budget
+    assert result["k"]["noisy"] > 0 and result["k"]["clean"] == 0

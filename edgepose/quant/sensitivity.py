@@ -107,11 +107,15 @@ def budget_search(plans: dict, evaluate, baseline: dict, max_drop: float, blame:
 
     ``plans``: role -> :class:`QuantPlan`.  ``evaluate(paths)``: role -> ONNX path in,
     metric dict out.  ``baseline``: FP32 metrics.  ``max_drop`` is in points of
-    ``metric * scale`` (AP points for 0-1 AP).  ``blame``: metric -> roles to keep layers
-    of, in order, while that metric is over budget (e.g. ``{"bbox_AP": ["det"],
-    "keypoints_AP": ["pose", "det"]}``).  Returns ``{"kept": role -> names, "k": role ->
-    count, "metrics": final metrics, "drops", "history", "paths"}``; the final graphs are
-    left in ``work_dir``.
+    ``metric * scale`` (AP points for 0-1 AP).  ``blame``: metric -> roles whose layers may
+    cause that metric's drop (e.g. ``{"bbox_AP": ["det"], "keypoints_AP": ["pose", "det"]}``).
+
+    Each step grows the FP32 set of one role (1, 2, 3, 4, 5, 6, 8, 10, ... most sensitive
+    layers).  When the metrics over budget could be fixed by several roles, each is tried
+    and the one with the smaller remaining excess wins (one evaluation per candidate), so a
+    keypoint drop caused by the detector does not push the whole pose model to FP32.
+    Returns ``{"kept": role -> names, "k": role -> count, "metrics", "drops", "history",
+    "paths", "met"}``; the final graphs are left in ``work_dir``.
     """
     if max_drop is None or max_drop < 0:
         raise UsageError(f"--max-ap-drop must be >= 0 AP points, got {max_drop}")
@@ -119,30 +123,57 @@ def budget_search(plans: dict, evaluate, baseline: dict, max_drop: float, blame:
     if unknown:
         raise UsageError(f"blame names roles without a plan: {sorted(unknown)}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="edgepose_budget_"))
-    k = {role: 0 for role in plans}
-    history = []
-    for step in range(max_steps + 1):
+    work.mkdir(parents=True, exist_ok=True)
+    roles = list(plans)
+    history, cache = [], {}
+
+    def run(k: dict):
+        key = tuple(k[r] for r in roles)
+        if key in cache:
+            return cache[key]
+        tag = "_".join(f"{r}{k[r]}" for r in roles)
         paths = {}
         for role, plan in plans.items():
-            paths[role] = work / f"{role}.step{step}.onnx"
+            paths[role] = work / f"{role}.{tag}.onnx"
             plan.build(k[role], paths[role])
         metrics = evaluate(dict(paths))
         drops = {m: (float(baseline[m]) - float(metrics[m])) * scale for m in blame}
-        history.append({"step": step, "kept": {r: k[r] for r in plans},
-                        "metrics": {m: float(metrics[m]) for m in blame}, "drops": drops})
-        log.info("budget step %d: kept %s, drops %s", step, k, drops)
+        history.append({"step": len(history), "kept": dict(k), "metrics": {m: float(metrics[m]) for m in blame},
+                        "drops": drops})
+        log.info("budget step %d: kept %s, drops %s", len(history) - 1, k, drops)
+        cache[key] = (metrics, drops, paths)
+        return cache[key]
+
+    def excess(drops):
+        return sum(max(0.0, d - max_drop) for d in drops.values())
+
+    k = {role: 0 for role in roles}
+    metrics, drops, paths = run(k)
+    while len(history) <= max_steps:
         over = [m for m in blame if drops[m] > max_drop + 1e-9]
         if not over:
-            return {"kept": {r: plans[r].kept(k[r]) for r in plans}, "k": dict(k), "metrics": metrics,
-                    "drops": drops, "history": history, "paths": paths, "met": True}
-        worst = max(over, key=lambda m: drops[m])
-        role = next((r for r in blame[worst] if k[r] < len(plans[r].ranking)), None)
-        if role is None:  # this metric's roles are all FP32; try the others' roles
-            role = next((r for m in over for r in blame[m] if k[r] < len(plans[r].ranking)), None)
-        if role is None:
             break
-        k[role] = _grow(k[role], len(plans[role].ranking))
-        for old in paths.values():
+        candidates = []
+        for m in sorted(over, key=lambda m: -drops[m]):
+            for role in blame[m]:
+                if role not in candidates and k[role] < len(plans[role].ranking):
+                    candidates.append(role)
+        if not candidates:
+            break
+        best = None
+        for role in candidates:
+            trial = dict(k)
+            trial[role] = _grow(k[role], len(plans[role].ranking))
+            result = run(trial)
+            if best is None or excess(result[1]) < excess(best[1][1]):
+                best = (trial, result)
+            if excess(result[1]) == 0:
+                break
+        k, (metrics, drops, paths) = best
+    met = all(drops[m] <= max_drop + 1e-9 for m in blame)
+    keep_paths = set(paths.values())
+    for old in work.glob("*.onnx"):
+        if old not in keep_paths:
             old.unlink(missing_ok=True)
-    return {"kept": {r: plans[r].kept(k[r]) for r in plans}, "k": dict(k), "metrics": metrics, "drops": drops,
-            "history": history, "paths": paths, "met": False}
+    return {"kept": {r: plans[r].kept(k[r]) for r in roles}, "k": dict(k), "metrics": metrics, "drops": drops,
+            "history": history, "paths": paths, "met": met}
