@@ -128,7 +128,7 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
                     calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
                     cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
                     eval_ann=None, eval_images=None, eval_size: int = 200, measure: bool | None = None,
-                    det_threshold: float = 0.3, held_out: float = 0.25, threads: int | None = 2,
+                    det_threshold: float = 0.1, held_out: float = 0.25, threads: int | None = 2,
                     benchmark: bool = True, cache_dir=None) -> dict:
     """Write ``DIR/det.<precision>.onnx``, ``DIR/pose.<precision>.onnx`` and ``DIR/report.json``;
     return the report dict.
