@@ -160,3 +160,12 @@ def test_format_table(gt):
     lines = text.splitlines()
     assert lines[2].split()[:2] == ["box", "100.0"] and lines[3].split()[:2] == ["keypoints", "100.0"]
     assert "-" in lines[3].split()  # keypoints have no APs
+
+
+def test_results_to_coco_with_no_people_gives_no_records():
+    import numpy as np
+
+    from edgepose.eval.coco import results_to_coco
+
+    empty = results_to_coco(7, np.zeros((0, 4)), np.zeros(0), np.zeros((0, 17, 2)), np.zeros((0, 17)), np.zeros(0))
+    assert empty == []

@@ -173,6 +173,8 @@ def results_to_coco(image_id, boxes, box_scores, keypoints=None, kp_scores=None,
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
     n = len(boxes)
+    if n == 0:  # a frame without people contributes no records
+        return []
     box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
     if box_scores.shape != (n,):
         raise UsageError(f"{n} boxes but {box_scores.size} box scores; pass one score per box")
