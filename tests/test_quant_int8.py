@@ -99,7 +99,11 @@ def test_int8_detector_agrees_with_fp32_on_pipeline_inputs(tiny, synth_dir, meth
     held = C.load_calibration_images("synthetic:4:7", size=4, progress=False, cache_dir=synth_dir)
     prepared, _ = prepare_fp32(det)
     stats = C.collect_statistics(prepared, C.FeedReader(C.det_feeds(calib, det)), progress=False)
-    ranges = C.compute_ranges(stats, method, full_range=[o.name for o in prepared.graph.output])
+    heads = C.head_tensors(prepared)
+    assert {"hm", "wh", "reg"} <= set(heads) and len(heads) == 6  # + the three heads' last hidden layers
+    ranges = C.compute_ranges(stats, method, full_range=heads)
+    for name in heads:
+        assert ranges[name] == pytest.approx(stats[name].absmax)
     q = quantize_int8(prepared, ranges, None)
     assert lint_qdq(q) == []
     feeds = C.det_feeds(held, det)
@@ -118,7 +122,7 @@ def test_int8_pose_on_detector_crops_agrees_with_fp32(tiny, synth_dir):
     assert len(feeds) > 4
     prepared, _ = prepare_fp32(pose)
     stats = C.collect_statistics(prepared, feeds, progress=False)
-    q = quantize_int8(prepared, C.compute_ranges(stats, "entropy", full_range=["heatmaps"]), None)
+    q = quantize_int8(prepared, C.compute_ranges(stats, "entropy", full_range=C.head_tensors(prepared)), None)
     test_feeds = C.pose_feeds(held, det, pose, score_threshold=0.05, max_crops=16)
     ref, got = _run(onnx.load(str(pose)), test_feeds), _run(q, test_feeds)
     assert _cosine(ref["heatmaps"], got["heatmaps"]) >= 0.99

@@ -36,10 +36,6 @@ def _say(progress, text):
         print(f"edgepose build: {text}", flush=True)
 
 
-def _graph_outputs(model) -> list:
-    return [o.name for o in model.graph.output]
-
-
 def ort_latency_ms(paths: dict, feed: dict, runs: int = 20, threads: int = 2) -> dict:
     """Median ONNX Runtime CPU latency (ms) of one call with ``feed`` for each of ``paths``
     (name -> ONNX file).  The sessions run interleaved (a, b, a, b, ...) after 3 warm-ups,
@@ -276,7 +272,7 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
                                    else (feeds[role], feeds[role][:2]))
         _say(progress, f"calibrating {role} ({len(calib_feeds)} feeds, {calib_method})")
         stats = C.collect_statistics(prepared, C.FeedReader(calib_feeds), progress=progress, threads=threads)
-        ranges = C.compute_ranges(stats, calib_method, full_range=_graph_outputs(prepared))
+        ranges = C.compute_ranges(stats, calib_method, full_range=C.head_tensors(prepared))
         extra = {"calib_method": calib_method, "calib_sha256": images.sha256, "cpu_rewrite": bool(cpu_rewrite)}
         entry = {"prepare": prep_info, "ranges": C.summarize_ranges(ranges, stats),
                  "quantized_nodes": len(quantizable_nodes(prepared))}

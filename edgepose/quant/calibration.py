@@ -526,11 +526,28 @@ def _amax_mse(st: TensorStats, qmax: int = 127, num_candidates: int = 256) -> fl
     return float(cands[int(np.argmin(errs))])
 
 
+def head_tensors(model) -> list:
+    """The tensors that keep their full observed range whatever the method: the graph
+    outputs and the activations feeding the layers that produce them (a head's last hidden
+    layer).  A 1x1 head conv maps those activations linearly to box sizes / offsets /
+    heatmap peaks, so clipping them clips the very values decoding reads -- KL calibration
+    does exactly that to a width/height head (its large values are rare)."""
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    names = [o.name for o in graph.output]
+    for out in graph.output:
+        node = producer.get(out.name)
+        if node is not None and node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
+            names.extend(i for i in node.input[:1] if i and i not in inits)
+    return list(dict.fromkeys(names))
+
+
 def compute_ranges(stats: dict, method: str = "entropy", percentile: float = 99.99, full_range=()) -> dict:
     """``{tensor: amax}`` (the symmetric range is ``[-amax, amax]``) for ``method``.
 
-    ``full_range``: tensors that always get their observed |max| -- the graph outputs, whose
-    extremes are what decoding reads (heatmap peaks, box sizes) and must never be clipped."""
+    ``full_range``: tensors that always get their observed |max| -- :func:`head_tensors`:
+    their extremes are what decoding reads (heatmap peaks, box sizes)."""
     full_range = set(full_range)
     if method not in METHODS:
         raise UsageError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
