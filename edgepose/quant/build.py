@@ -107,19 +107,6 @@ def _max_rel_err(path_a, path_b, feeds) -> dict:
     return errs
 
 
-def _cosines(path_a, path_b, feeds) -> dict:
-    from edgepose.quant.sensitivity import _outputs, _session
-
-    a = _outputs(_session(str(path_a)), feeds)
-    b = _outputs(_session(str(path_b)), feeds)
-    cos = {}
-    for name in a[0]:
-        x = np.concatenate([r[name].ravel() for r in a]).astype(np.float64)
-        y = np.concatenate([r[name].ravel() for r in b]).astype(np.float64)
-        cos[name] = float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30))
-    return cos
-
-
 def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", calib=None,
                     calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
                     cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
