@@ -188,3 +188,21 @@ def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_pat
                            work_dir=tmp_path / "work")
     assert result["met"] and result["drops"]["score"] <= budget
     assert result["k"]["noisy"] > 0 and result["k"]["clean"] == 0
+
+
+def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
+    """The --max-ap-drop path end to end on a 3-image synthetic eval set: FP32 and INT8 AP
+    are measured with the pipeline and the reported drops are the differences."""
+    det, pose = tiny
+    report = build_precision(det, pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
+                             det_threshold=0.05, progress=False, cache_dir=cache, max_ap_drop=0.5, eval_size=3,
+                             benchmark=False)
+    ap = report["ap"]
+    assert ap["max_ap_drop"] == 0.5 and ap["budget_met"] is True
+    for key in ("bbox_AP", "keypoints_AP"):
+        assert ap["drop_points"][key] == pytest.approx((ap["fp32"][key] - ap["int8"][key]) * 100, abs=2e-3)
+        assert ap["drop_points"][key] <= 0.5
+    on_disk = json.loads((tmp_path / "report.json").read_text())
+    assert on_disk["ap"]["eval_set"].endswith("annotations.json")
+    for role in ("det", "pose"):
+        assert lint_qdq(tmp_path / f"{role}.int8.onnx", allow_float=on_disk["models"][role]["fp32_nodes"]) == []
