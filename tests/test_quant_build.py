@@ -206,3 +206,18 @@ def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
     assert on_disk["ap"]["eval_set"].endswith("annotations.json")
     for role in ("det", "pose"):
         assert lint_qdq(tmp_path / f"{role}.int8.onnx", allow_float=on_disk["models"][role]["fp32_nodes"]) == []
+
+
+def test_cpu_build_keeps_the_image_stem_in_fp32(tiny, cache, tmp_path):
+    det, pose = tiny
+    report = build_precision(det, pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
+                             det_threshold=0.05, progress=False, cache_dir=cache, cpu_rewrite=True, benchmark=False)
+    for role in ("det", "pose"):
+        kept = report["models"][role]["fp32_nodes"]
+        model = onnx.load(str(tmp_path / f"{role}.int8.onnx"))
+        stems = [n for n in model.graph.node if n.op_type == "Conv" and n.input[0] == model.graph.input[0].name]
+        assert [n.name for n in stems] == kept and len(kept) == 1  # float conv straight on the image
+        assert lint_qdq(model, allow_float=kept) == []
+        assert {i.rule for i in lint_qdq(model)} == {"missing-qdq"}
+        assert read_metadata(tmp_path / f"{role}.int8.onnx").extra["fp32_nodes"] == kept
+        assert report["models"][role]["ort_cpu_fusion"]["float_conv"] == 1 + len(model.graph.output)

@@ -237,7 +237,7 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
     import onnx
 
     from edgepose.quant import calibration as C
-    from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
+    from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32, quantizable_nodes, quantize_int8
 
     if calib_method not in C.METHODS:
         raise UsageError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(C.METHODS)}")
@@ -263,14 +263,15 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
         extra = {"calib_method": calib_method, "calib_sha256": images.sha256, "cpu_rewrite": bool(cpu_rewrite)}
         entry = {"prepare": prep_info, "ranges": C.summarize_ranges(ranges, stats),
                  "quantized_nodes": len(quantizable_nodes(prepared))}
-        qmodel = quantize_int8(prepared, ranges, outs[role], meta=metas[role], extra_meta=extra)
+        always = cpu_float_nodes(prepared) if cpu_rewrite else []
+        entry["fp32_nodes"] = always
+        qmodel = quantize_int8(prepared, ranges, outs[role], nodes_to_exclude=always, meta=metas[role],
+                               extra_meta={**extra, "fp32_nodes": always})
         entry["cosine_vs_fp32_heldout"] = _cosines_models(prepared, qmodel, hold_feeds[:4])
         info.setdefault("models", {})[role] = entry
-        plans[role] = (prepared, ranges, hold_feeds, extra)
+        plans[role] = (prepared, ranges, hold_feeds, extra, always)
 
     if max_ap_drop is None:
-        for role in plans:
-            info["models"][role]["fp32_nodes"] = []
         return info
 
     from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
@@ -281,19 +282,19 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
     full = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
     full_drops = {k: (baseline[k] - full[k]) * 100 for k in ("bbox_AP", "keypoints_AP")}
     if all(d <= max_ap_drop + 1e-9 for d in full_drops.values()):  # full INT8 already fits the budget
-        for role in plans:
-            info["models"][role]["fp32_nodes"] = []
         info["ap"] = {"eval_set": str(ann), "fp32": _ap(baseline), "int8_full": _ap(full), "int8": _ap(full),
                       "max_ap_drop": max_ap_drop, "budget_met": True,
                       "drop_points": {k: round(v, 3) for k, v in full_drops.items()},
                       "drop_points_full_int8": {k: round(v, 3) for k, v in full_drops.items()}, "search": []}
         return info
     qplans = {}
-    for role, (prepared, ranges, hold_feeds, extra) in plans.items():
+    for role, (prepared, ranges, hold_feeds, extra, always) in plans.items():
         _say(progress, f"layer sensitivity of {role} on {len(hold_feeds)} held-out feeds")
-        ranking = layer_sensitivity(prepared, ranges, hold_feeds, progress=progress, threads=threads)
+        candidates = [n for n in quantizable_nodes(prepared) if n not in always]
+        ranking = layer_sensitivity(prepared, ranges, hold_feeds, candidates=candidates, progress=progress,
+                                    threads=threads)
         info["models"][role]["sensitivity_top"] = [{"node": n, "rel_err": float(s)} for n, s in ranking[:10]]
-        qplans[role] = QuantPlan(role, prepared, ranges, ranking, metas[role], extra)
+        qplans[role] = QuantPlan(role, prepared, ranges, ranking, metas[role], extra, always=always)
 
     def evaluate(paths):
         return evaluate_files(paths["det"], paths["pose"], ann, images_dir, threads=threads)

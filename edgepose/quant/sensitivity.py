@@ -67,8 +67,9 @@ def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progres
         from tqdm import tqdm
 
         items = tqdm(candidates, desc="layer sensitivity", unit="layer", leave=False)
+    everything = quantizable_nodes(model)
     for name in items:
-        others = [c for c in candidates if c != name]
+        others = [c for c in everything if c != name]
         q = quantize_int8(model, ranges, None, nodes_to_exclude=others, lint=False)
         scores.append((name, output_error(reference, _outputs(_session(q, threads), feeds))))
     scores.sort(key=lambda item: -item[1])
@@ -85,9 +86,11 @@ class QuantPlan:
     ranking: list  # [(node, score)] most sensitive first
     meta: object = None
     extra_meta: dict = field(default_factory=dict)
+    always: list = field(default_factory=list)  # kept in FP32 at every step (e.g. CPU stem convs)
 
     def kept(self, k: int) -> list:
-        return [name for name, _ in self.ranking[:k]]
+        ranked = [name for name, _ in self.ranking if name not in self.always]
+        return list(self.always) + ranked[:k]
 
     def build(self, k: int, out_path):
         from edgepose.quant.int8 import quantize_int8
