@@ -158,6 +158,7 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
         "models": {},
     }
     work = Path(tempfile.mkdtemp(prefix="edgepose_build_"))
+    samples = None
     try:
         if precision == "fp16":
             from edgepose.quant.calibration import det_feeds, load_calibration_images
@@ -197,8 +198,9 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
                 entry["ort_cpu_fusion"] = fusion_summary(path)
             entry["sha256"] = sha256_file(path)
             if benchmark:
-                name, shape = _input_shape(model)
-                feed = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+                if samples is None:
+                    samples = _sample_feeds(src, metas, cache_dir or work)
+                feed = samples[role]
                 ms = ort_latency_ms({"fp32": src[role], precision: path}, feed, threads=threads or 2)
                 fp32_ms, new_ms = ms["fp32"], ms[precision]
                 entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
@@ -223,6 +225,26 @@ def _json_default(value):
 
 def _ap(metrics: dict) -> dict:
     return {k: round(float(metrics[k]), 5) for k in ("bbox_AP", "keypoints_AP", "fps") if k in metrics}
+
+
+def _sample_feeds(src: dict, metas: dict, cache) -> dict:
+    """One real input per model for the latency measurement: a preprocessed synthetic image
+    for the detector and a crop of a person the FP32 detector finds for the pose model
+    (random data only when it finds nobody)."""
+    import onnx
+
+    from edgepose.quant import calibration as C
+
+    images = C.load_calibration_images("synthetic:2:99", size=2, progress=False, cache_dir=cache)
+    feeds = {"det": C.det_feeds(images, src["det"], metas["det"])[0]}
+    crops, _ = C.detector_crops(images, src["det"], src["pose"], score_threshold=0.1)
+    name, shape = _input_shape(onnx.load(str(src["pose"]), load_external_data=False))
+    if crops:
+        batch = np.concatenate([crops[0]] * shape[0]) if shape[0] > 1 else crops[0]
+        feeds["pose"] = {name: np.ascontiguousarray(batch, np.float32)}
+    else:
+        feeds["pose"] = {name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    return feeds
 
 
 def _input_shape(model):
