@@ -29,15 +29,33 @@ from edgepose.cli import main
               help="Detector score for the people whose crops calibrate the pose model.")
 @click.option("--threads", default=2, show_default=True, type=int, help="ONNX Runtime CPU threads for timing/AP.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--workspace", default=2048, show_default=True, type=int, metavar="MB",
+              help="TensorRT workspace (memory-pool) limit.")
+@click.option("--dla", type=int, metavar="N", help="Build for DLA core N with GPU fallback (Xavier/Orin; FP16/INT8).")
+@click.option("--pose-batch", default="1,8,32", show_default=True, metavar="MIN,OPT,MAX",
+              help="TensorRT optimisation profile for the pose model's dynamic batch.")
+@click.option("--force", is_flag=True, help="Rebuild engines even when their manifest says they are current.")
+@click.option("--verbose", is_flag=True, help="Show TensorRT's full log.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop, eval_ann, eval_images, eval_size,
-              measure, cpu_rewrite, det_threshold, threads, out_dir, quiet):
+              measure, cpu_rewrite, det_threshold, threads, workspace, dla, pose_batch, force, verbose, out_dir, quiet):
     """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT)."""
     from edgepose.errors import UsageError
     from edgepose.quant.build import build_engines, build_precision
 
     if precision is None:
         raise UsageError("say which precision to build: --int8 or --fp16")
+    try:
+        batch_profile = tuple(int(v) for v in pose_batch.split(","))
+    except ValueError:
+        batch_profile = ()
+    if len(batch_profile) != 3 or not 1 <= batch_profile[0] <= batch_profile[1] <= batch_profile[2]:
+        raise UsageError(f"--pose-batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {pose_batch!r}")
+    if verbose:
+        import logging
+
+        logging.basicConfig()
+        logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)
     report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
                              max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
                              calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,
@@ -59,7 +77,8 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
             ap["fp32"]["bbox_AP"], ap["fp32"]["keypoints_AP"], precision,
             ap[precision]["bbox_AP"], ap[precision]["keypoints_AP"]))
     click.echo(f"report: {report['report']}")
-    engines, reason = build_engines(report, out_dir)
+    engines, reason = build_engines(report, out_dir, workspace_mb=workspace, dla_core=dla,
+                                    pose_batch=batch_profile, force=force)
     if reason:
         click.echo(f"no TensorRT engine built: {reason}")
     for engine in engines:

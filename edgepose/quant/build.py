@@ -356,23 +356,21 @@ def _cosines_models(fp32_model, q_model, feeds) -> dict:
     return cos
 
 
-def build_engines(report: dict, out_dir) -> tuple:
+def build_engines(report: dict, out_dir, **trt_options) -> tuple:
     """Build TensorRT engines from the written ONNX files when TensorRT can be used here.
-    Returns ``(engine paths, None)`` or ``([], reason)``."""
-    try:
-        from edgepose.backends import tensorrt_build  # noqa: F401
-    except ImportError as exc:
-        return [], f"the TensorRT builder is not part of this edgepose ({exc.name or exc})"
-    from edgepose._deps import available
+    ``trt_options`` go to :func:`edgepose.backends.tensorrt_build.onnx2engine` (workspace_mb,
+    dla_core, pose_batch, force, ...).  Returns ``(engine paths, None)`` or ``([], reason)``."""
+    from edgepose.backends.tensorrt_build import onnx2engine, tensorrt_status
 
-    if not available("tensorrt"):
-        return [], "TensorRT is not installed on this machine (pip install 'edgepose[trt]' on a GPU host)"
+    ok, why = tensorrt_status()  # TensorRT missing / wrong version, no cuda-python, no GPU
+    if not ok:
+        return [], why
     engines = []
+    calib_hash = (report.get("calibration") or {}).get("sha256")
     try:
-        for role, onnx_path in report["outputs"].items():
+        for onnx_path in report["outputs"].values():
             engine = Path(onnx_path).with_suffix(".engine")
-            calib_hash = (report.get("calibration") or {}).get("sha256")
-            engines.append(str(tensorrt_build.onnx2engine(onnx_path, engine, calib_hash=calib_hash)))
+            engines.append(str(onnx2engine(onnx_path, engine, calib_hash=calib_hash, **trt_options)))
     except Exception as exc:  # the builder raises EngineError with its own advice
         return engines, f"{type(exc).__name__}: {exc}"
     return engines, None
