@@ -56,12 +56,15 @@ def default_weights(name: str) -> Path:
     return path
 
 
-def cache_dir(cache_dir=None) -> Path:
-    """``cache_dir`` or ``$EDGEPOSE_CACHE`` or ``~/.cache/edgepose``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
+def cache_dir(path=None) -> Path:
+    """``path`` or ``$EDGEPOSE_CACHE`` or ``~/.cache/edgepose``."""
+    if path is not None:
+        return Path(path)
     env = os.environ.get("EDGEPOSE_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "edgepose"
+
+
+_cache_root = cache_dir
 
 
 def default_model_paths(cache_dir=None, force: bool = False):
@@ -73,7 +76,7 @@ def default_model_paths(cache_dir=None, force: bool = False):
     """
     from edgepose.io_utils import sha256_file
 
-    root = globals()["cache_dir"](cache_dir)
+    root = _cache_root(cache_dir)
     out = []
     for name, batch in (("default_det", 1), ("default_pose", "dynamic")):
         weights = default_weights(name)
