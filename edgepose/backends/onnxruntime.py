@@ -39,20 +39,32 @@ def default_providers(ort) -> list:
     return wanted + ["CPUExecutionProvider"]
 
 
+def _is_int8(path) -> bool:
+    """True when the file's edgepose metadata says INT8 (reads metadata only, not weights)."""
+    from edgepose.errors import MetadataError
+    from edgepose.metadata import read_metadata
+
+    try:
+        return read_metadata(path).precision == "int8"
+    except MetadataError:
+        return False
+
+
 class ORTRunner(Runner):
     """Run an ONNX file with ONNX Runtime.
 
     ``providers``: list of execution providers (default: CUDA when present, then CPU).
     ``threads``: intra-op threads (default: ONNX Runtime's choice).
     ``disable_cse``: turn off CommonSubexpressionElimination -- INT8 Q/DQ graphs need it, or
-    ORT merges the shared DequantizeLinear nodes TensorRT expects.  Passed as ONNX Runtime's
-    ``disabled_optimizers`` session argument.
+    ORT merges the dedicated Q/DQ pairs at residual forks and fuses only about half the convs
+    into QLinearConv.  Passed as ONNX Runtime's ``disabled_optimizers`` session argument.
+    ``None`` (default): on for graphs whose metadata says INT8, off otherwise.
     ``meta``: a :class:`ModelMeta` to use instead of (or when there is no) embedded metadata.
     """
 
     backend = "onnxruntime"
 
-    def __init__(self, path, providers=None, threads=None, disable_cse=False, meta=None):
+    def __init__(self, path, providers=None, threads=None, disable_cse=None, meta=None):
         ort = require("onnxruntime")
         self.path = Path(path)
         self.name = self.path.name
@@ -64,6 +76,8 @@ class ORTRunner(Runner):
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
         kwargs = {}
+        if disable_cse is None:
+            disable_cse = _is_int8(self.path)
         if disable_cse:
             kwargs["disabled_optimizers"] = ["CommonSubexpressionElimination"]
         self.providers = list(providers) if providers else default_providers(ort)

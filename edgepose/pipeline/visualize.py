@@ -55,8 +55,10 @@ def draw_poses(frame, result, fps: float | None = None, kp_threshold: float = 0.
                        cv2.LINE_AA)
     if fps is not None:
         text = f"FPS {fps:.1f}  persons {len(result)}"
-        cv2.putText(image, text, (8, int(24 * font / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, font * 1.5, (0, 0, 0),
-                    thick + 2, cv2.LINE_AA)
-        cv2.putText(image, text, (8, int(24 * font / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, font * 1.5,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+        scale, org = font * 1.5, (8, int(24 * font / 0.4))
+        # a dark box behind the text: a thicker black outline would be wider than the white
+        # glyphs (Hershey advances grow with thickness) and look doubled
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(image, (org[0] - 4, org[1] - th - 4), (org[0] + tw + 4, org[1] + base + 2), (0, 0, 0), -1)
+        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return image
