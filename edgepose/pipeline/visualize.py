@@ -34,6 +34,14 @@ def draw_poses(frame, result, fps: float | None = None, kp_threshold: float = 0.
     h, w = image.shape[:2]
     thick = max(1, int(round(max(h, w) / 400)))
     font = 0.4 * max(1.0, max(h, w) / 640)
+    if fps is not None:  # first, so people drawn later stay visible
+        text = f"FPS {fps:.1f}  persons {len(result)}"
+        scale, org = font * 1.5, (8, int(24 * font / 0.4))
+        # a dark box behind the text: a thicker black outline would be wider than the white
+        # glyphs (Hershey advances grow with thickness) and look doubled
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        cv2.rectangle(image, (org[0] - 4, org[1] - th - 4), (org[0] + tw + 4, org[1] + base + 2), (0, 0, 0), -1)
+        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     for i in range(len(result)):
         x1, y1, x2, y2 = (int(round(v)) for v in result.boxes[i])
         cv2.rectangle(image, (x1, y1), (x2, y2), _BOX, thick)
@@ -53,12 +61,4 @@ def draw_poses(frame, result, fps: float | None = None, kp_threshold: float = 0.
         for j in np.flatnonzero(visible):
             cv2.circle(image, tuple(int(round(v)) for v in pts[j]), thick + 2, _joint_colour(int(j)), -1,
                        cv2.LINE_AA)
-    if fps is not None:
-        text = f"FPS {fps:.1f}  persons {len(result)}"
-        scale, org = font * 1.5, (8, int(24 * font / 0.4))
-        # a dark box behind the text: a thicker black outline would be wider than the white
-        # glyphs (Hershey advances grow with thickness) and look doubled
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        cv2.rectangle(image, (org[0] - 4, org[1] - th - 4), (org[0] + tw + 4, org[1] + base + 2), (0, 0, 0), -1)
-        cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
     return image
