@@ -10,7 +10,6 @@ from edgepose.cli import main
 from edgepose.errors import ExportError, UsageError
 from edgepose.export import torch2onnx
 from edgepose.metadata import COCO_MEAN_BGR, COCO_STD_BGR, ModelMeta, read_metadata
-from edgepose.models import create
 from edgepose.models.checkpoint import save_checkpoint
 
 

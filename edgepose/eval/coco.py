@@ -51,17 +51,16 @@ def _coco_api():
     return COCO, COCOeval
 
 
-def _load_gt(ann, verbose):
-    COCO, _ = _coco_api()
-    if isinstance(ann, COCO):
-        return ann
+def read_coco_json(ann) -> dict:
+    """The COCO-format dict in ``ann`` (a path or a dict), checked to have images and annotations."""
     if isinstance(ann, dict):
         doc = ann
     else:
         path = Path(ann)
         if not path.is_file():
             raise SourceError(f"{path}: no such annotation file; pass a COCO-format JSON "
-                              "(e.g. person_keypoints_val2017.json)")
+                              "(e.g. person_keypoints_val2017.json, or val/annotations.json from "
+                              "`edgepose data synth --out val`)")
         try:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -69,6 +68,14 @@ def _load_gt(ann, verbose):
     if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
         raise SourceError(f"{ann if not isinstance(ann, dict) else 'annotation dict'}: not a COCO annotation "
                           "file (it needs 'images', 'annotations' and 'categories')")
+    return doc
+
+
+def _load_gt(ann, verbose):
+    COCO, _ = _coco_api()
+    if isinstance(ann, COCO):
+        return ann
+    doc = read_coco_json(ann)
     coco = COCO()
     coco.dataset = copy.deepcopy(doc)
     with _quiet(verbose):

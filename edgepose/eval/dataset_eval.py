@@ -10,7 +10,6 @@ Works the same for the synthetic validation set and for real COCO val2017
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -29,19 +28,9 @@ def load_person_coco(ann_file, limit: int | None = None, quiet: bool = True):
     require("pycocotools")
     from pycocotools.coco import COCO
 
-    if isinstance(ann_file, dict):
-        doc = ann_file
-    else:
-        path = Path(ann_file)
-        if not path.is_file():
-            raise SourceError(f"{path}: no such annotation file; pass a COCO keypoints JSON "
-                              "(e.g. `edgepose data synth --out val` writes val/annotations.json)")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{path} is not valid JSON ({exc}); pass a COCO annotation file") from None
-    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
-        raise SourceError(f"{ann_file}: not a COCO annotation file (needs 'images' and 'annotations')")
+    from edgepose.eval.coco import read_coco_json
+
+    doc = read_coco_json(ann_file)
     cats = [c for c in doc.get("categories", []) if c.get("id") == PERSON]
     if not cats:
         raise SourceError(f"{ann_file}: no person category (id 1); edgepose scores people only")
