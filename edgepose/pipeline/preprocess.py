@@ -62,6 +62,18 @@ def normalize_to_chw(image, meta):
     return chw
 
 
+def _scaled_size(image_bgr, test_scale):
+    """Checked ``(h, w, int(h * t), int(w * t))`` of a frame at test scale ``t`` (official rule)."""
+    _check_image(image_bgr)
+    if test_scale is None or not np.isfinite(test_scale) or test_scale <= 0:
+        raise UsageError(f"test_scale must be a positive number, got {test_scale!r}")
+    height, width = image_bgr.shape[:2]
+    new_h, new_w = int(height * test_scale), int(width * test_scale)
+    if new_h < 1 or new_w < 1:
+        raise UsageError(f"test_scale {test_scale} shrinks the {width}x{height} image to nothing; use a larger scale")
+    return height, width, new_h, new_w
+
+
 # ----------------------------------------------------------------------------- CenterNet
 
 
@@ -81,13 +93,7 @@ def ctdet_preprocess(image_bgr, meta, mode="fix_res", test_scale=1.0, pad=None, 
     """
     import cv2
 
-    _check_image(image_bgr)
-    if test_scale is None or not np.isfinite(test_scale) or test_scale <= 0:
-        raise UsageError(f"test_scale must be a positive number, got {test_scale!r}")
-    height, width = image_bgr.shape[:2]
-    new_h, new_w = int(height * test_scale), int(width * test_scale)
-    if new_h < 1 or new_w < 1:
-        raise UsageError(f"test_scale {test_scale} shrinks the {width}x{height} image to nothing; use a larger scale")
+    height, width, new_h, new_w = _scaled_size(image_bgr, test_scale)
     if mode == "fix_res":
         inp_h, inp_w = (int(v) for v in meta.input_size)
         c = np.array([new_w / 2.0, new_h / 2.0], dtype=np.float32)
@@ -228,13 +234,7 @@ def cornernet_preprocess(image_bgr, meta, test_scale=1.0, pad=127):
     """
     import cv2
 
-    _check_image(image_bgr)
-    if test_scale is None or not np.isfinite(test_scale) or test_scale <= 0:
-        raise UsageError(f"test_scale must be a positive number, got {test_scale!r}")
-    height, width = image_bgr.shape[:2]
-    new_h, new_w = int(height * test_scale), int(width * test_scale)
-    if new_h < 1 or new_w < 1:
-        raise UsageError(f"test_scale {test_scale} shrinks the {width}x{height} image to nothing; use a larger scale")
+    height, width, new_h, new_w = _scaled_size(image_bgr, test_scale)
     inp_h, inp_w = new_h | pad, new_w | pad
     stride = _stride(meta, "tl_heat", 8)
     out_h, out_w = (inp_h + 1) // stride, (inp_w + 1) // stride
