@@ -158,17 +158,13 @@ def _torch_specs(args):
 
 # ------------------------------------------------------------------------ inputs
 def _read_video(path):
-    import cv2
+    from edgepose.data.sources import open_source
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    source = open_source(source=str(path))
+    try:
+        return [frame for _, frame, _ in source]
+    finally:
+        source.close()
 
 
 def make_inputs(args, data_dir: Path) -> dict:

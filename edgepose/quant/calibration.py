@@ -139,12 +139,13 @@ def _from_video(path: Path, size, progress):
                     images.append(frame)
                     names.append(f"{path.name}#{int(i)}")
         else:  # unknown length: read everything, then pick evenly
-            frames = []
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                frames.append(frame)
+            from edgepose.data.sources import open_source
+
+            stream = open_source(source=str(path))
+            try:
+                frames = [frame for _, frame, _ in stream]
+            finally:
+                stream.close()
             picked = _evenly(list(enumerate(frames)), want)
             images = [f for _, f in picked]
             names = [f"{path.name}#{i}" for i, _ in picked]
