@@ -8,15 +8,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_dir() -> Path:
-    """../shared/reference beside the checkout (CI lays shared/ beside the clone)."""
+    """The reference facts the tests compare against: ``tests/data/reference`` in the repository.
+
+    ``EDGEPOSE_REFERENCE`` may point at another copy (e.g. a newer set of golden vectors);
+    nothing outside the repository is needed by default.
+    """
     env = os.environ.get("EDGEPOSE_REFERENCE")
-    candidates = [Path(env)] if env else []
-    candidates += [REPO.parent / "shared" / "reference", REPO / "shared" / "reference"]
-    for cand in candidates:
-        if (cand / "golden_vectors.json").exists():
-            return cand
-    raise FileNotFoundError(
-        "shared/reference not found beside the repository; set EDGEPOSE_REFERENCE to its path")
+    cand = Path(env) if env else REPO / "tests" / "data" / "reference"
+    if not (cand / "golden_vectors.json").exists():
+        raise FileNotFoundError(f"reference data not found in {cand} (golden_vectors.json missing)")
+    return cand
 
 
 @pytest.fixture(scope="session")

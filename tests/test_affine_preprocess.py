@@ -1,6 +1,6 @@
 """Affine helper and network inputs against the official golden vectors.
 
-Golden cases (shared/reference/golden_vectors.json): ``centernet_preprocess`` (fix_res,
+Golden cases (tests/data/reference/golden_vectors.json): ``centernet_preprocess`` (fix_res,
 keep_res), ``cornernet_preprocess``, ``alphapose_crop``.  Golden values are rounded to 5-6
 decimals, hence the ~1e-5 tolerances.
 """

@@ -1,5 +1,5 @@
 """load_checkpoint: official wrappers, mismatches, truncated and code-carrying files
-(shared/reference/README.md, "Checkpoint wrapping")."""
+(official checkpoint wrapping, see tests/data/reference/README.md)."""
 import pickle
 
 import pytest

@@ -13,7 +13,7 @@ from edgepose.data.synthetic import generate_dataset  # noqa: E402
 from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics, load_person_coco  # noqa: E402
 from edgepose.pipeline.pipeline import PoseResult  # noqa: E402
 
-# pycocotools kpt_oks_sigmas (shared/reference/README.md, "COCO keypoints")
+# pycocotools kpt_oks_sigmas (as in the official COCO keypoints evaluation)
 SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 
 

@@ -1,6 +1,6 @@
 """Decoders, flip helpers and NMS against the official golden vectors and NumPy references.
 
-Golden cases (shared/reference/golden_vectors.json): ``centernet_ctdet_decode``,
+Golden cases (tests/data/reference/golden_vectors.json): ``centernet_ctdet_decode``,
 ``cornernet_decode``, ``alphapose_heatmap_to_coord_simple``,
 ``alphapose_flip_heatmap_cpu_torch2.13``, ``soft_nms_gaussian``.  Golden values are
 rounded to 6 decimals: tolerance 1e-5.

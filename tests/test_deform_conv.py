@@ -1,5 +1,5 @@
 """DCNv2 (edgepose.ops.deform_conv) against the NumPy loop reference of the semantics in
-shared/reference/README.md ("DCNv2 as used by CenterNet"), plain conv2d, and ONNX Runtime."""
+official DCNv2 semantics, plain conv2d, and ONNX Runtime."""
 from __future__ import annotations
 
 import numpy as np

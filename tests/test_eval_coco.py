@@ -1,6 +1,6 @@
 """COCO evaluation on hand-built ground truth with independently computed expected AP.
 
-OKS follows shared/reference/README.md ("COCO keypoints"):
+OKS follows pycocotools COCOeval:
 e_i = d_i^2 / (2 sigma_i)^2 / (area + eps) / 2, OKS = mean exp(-e_i); AP averages the
 thresholds 0.50:0.05:0.95, each with 101-point interpolated precision.
 """

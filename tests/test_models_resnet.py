@@ -1,6 +1,6 @@
 """ResNet-family zoo models against the reference manifests and ONNX Runtime.
 
-Manifests: shared/reference/centernet_ctdet_res18.json, centernet_ctdet_resdcn18.json,
+Manifests: tests/data/reference/centernet_ctdet_res18.json, centernet_ctdet_resdcn18.json,
 alphapose_fastpose_res50_256x192.json, alphapose_simplepose_res50_256x192.json.
 """
 from __future__ import annotations
