@@ -21,6 +21,7 @@ _HINTS = {
     "pycocotools": "pip install 'edgepose[eval]'",
     "matplotlib": "pip install 'edgepose[eval]'",
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu)",
+    "tritonclient": "pip install 'edgepose[triton]'  (tritonclient[http,grpc])",
 }
 
 

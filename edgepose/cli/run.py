@@ -88,8 +88,10 @@ def _default_models():
 @click.option("--kp-threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Joints below this score are not drawn.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--triton", metavar="URL", help="Run on a Triton server (`edgepose serve`): HOST:PORT (HTTP) or "
+              "grpc://HOST:PORT; the models and their options are the server's.")
 def run(det, pose, camera, source, show, save, json_path, backend, score_threshold, max_persons, flip, det_mode,
-        threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress):
+        threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress, triton):
     """Detect people and estimate their 17 COCO keypoints on a camera, video, image folder or stream.
 
     \b
@@ -113,6 +115,10 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
         raise UsageError("pass both --det and --pose, or neither to use the built-in models")
     overrides = _parse_overrides(input_sizes, means, stds)
     src = open_source(camera=camera, source=source)  # fail fast on a bad camera/file
+    if triton:
+        return _run_on_triton(triton, det, src, dict(show=show, save=save, json_path=json_path,
+                                                     progress=not no_progress, kp_threshold=kp_threshold,
+                                                     max_frames=max_frames))
     try:
         if det is None:
             det, pose = _default_models()
@@ -126,4 +132,24 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
         raise
     summary = run_source(pipe, src, show=show, save=save, json_path=json_path, progress=not no_progress,
                          kp_threshold=kp_threshold, max_frames=max_frames)
+    click.echo(summary.report())
+
+
+def _run_on_triton(url, det, src, loop_kw):
+    """`run --triton`: the same run loop, frames sent to the server's `edgepose` model."""
+    from edgepose.pipeline.run_loop import run_source
+    from edgepose.serving.client import TritonPipeline
+
+    try:
+        if det is not None:
+            raise UsageError("--triton runs the server's models; drop --det/--pose (put yours in the "
+                             "repository with `edgepose export-triton --det D --pose P`)")
+        pipe = TritonPipeline(url)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        summary = run_source(pipe, src, **loop_kw)
+    finally:
+        pipe.close()
     click.echo(summary.report())

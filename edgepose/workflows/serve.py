@@ -1,0 +1,76 @@
+"""`edgepose serve`: find tritonserver and the models' Python, start it, wait until ready."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServeRequest:
+    repo: str | None
+    host: str = "127.0.0.1"
+    http_port: int | None = 8000
+    grpc_port: int | None = 8001
+    server: str | None = None    # tritonserver binary (default: discovered)
+    python: str | None = None    # interpreter of the python models (default: the cached env)
+    timeout: float = 120.0
+    log_path: str | None = None
+
+
+@dataclass
+class Served:
+    """A ready server: ``server`` (``TritonServer``: pid, ports, stop()) and what it runs."""
+
+    server: object
+    binary: str
+    python: str
+    repo: str
+
+    def format(self) -> str:
+        s = self.server
+        return (f"tritonserver (pid {s.pid}) ready: HTTP {s.host}:{s.http_port}, gRPC {s.host}:{s.grpc_port}\n"
+                f"  repository {self.repo}\n  binary {self.binary}\n  python models run on {self.python}\n"
+                f"  log {s.log_path}\n"
+                f"try: edgepose run --triton {s.host}:{s.http_port} --source clip.mp4   (Ctrl-C stops the server)")
+
+
+@dataclass
+class SetupResult:
+    binary: str | None
+    python: str
+    problem: str | None = None
+
+    def format(self) -> str:
+        server = self.binary or f"not found ({self.problem})"
+        return f"server python: {self.python}\ntritonserver: {server}"
+
+
+def setup(python=None, server=None) -> SetupResult:
+    """Create/find the server's Python environment and report the binary (for `serve --setup`)."""
+    from edgepose.errors import DependencyError
+    from edgepose.serving.server import find_tritonserver
+    from edgepose.serving.server_env import server_python
+
+    py = server_python(python)
+    try:
+        return SetupResult(str(find_tritonserver(server).path), str(py))
+    except DependencyError as exc:
+        return SetupResult(None, str(py), str(exc))
+
+
+def start(req: ServeRequest) -> Served:
+    from edgepose.errors import UsageError
+    from edgepose.serving.server import find_tritonserver, start_server
+    from edgepose.serving.server_env import server_python
+
+    if not req.repo:
+        raise UsageError("pass the model repository: edgepose serve REPO (write one with `edgepose export-triton`)")
+    binary = find_tritonserver(req.server)
+    python = server_python(req.python)
+    server = start_server(binary, req.repo, python=python, host=req.host, http_port=req.http_port,
+                          grpc_port=req.grpc_port, log_path=req.log_path)
+    try:
+        server.wait_ready(req.timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return Served(server, str(binary.path), str(python), str(req.repo))
