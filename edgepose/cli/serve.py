@@ -32,6 +32,7 @@ def serve_cmd(repo, host, http_port, grpc_port, server, python, timeout, setup):
     if setup:
         click.echo(flow.setup(python, server).format())
         return
+    _stop_on_signals()
     served = flow.start(flow.ServeRequest(repo, host, http_port, grpc_port, server, python, timeout))
     click.echo(served.format())
     try:
@@ -41,3 +42,15 @@ def serve_cmd(repo, host, http_port, grpc_port, server, python, timeout, setup):
     except KeyboardInterrupt:
         click.echo("stopping tritonserver ...")
         served.server.stop()
+
+
+def _stop_on_signals():
+    """Ctrl-C and SIGTERM (systemd, docker stop) both stop the server cleanly, even where the
+    parent shell started us with SIGINT ignored."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

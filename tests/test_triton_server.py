@@ -1,0 +1,178 @@
+"""The pipeline on a REAL Triton Inference Server (tritonserver 2.51 from nvidia-pytriton, python
+backend; `make triton` installs it).  One server per session on 127.0.0.1, stopped by PID.
+
+Reference: the local ``Pipeline.from_files`` on the same ONNX files (built-in default models,
+trained on synthetic people).  Tolerance 1e-3 px / 1e-4 score: the server runs the same
+edgepose NumPy code, onnxruntime and OpenCV build.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from edgepose.errors import DependencyError
+
+pytest.importorskip("torch")  # exporting the default models to ONNX (once, cached)
+http = pytest.importorskip("tritonclient.http", reason="tritonclient is a test dependency: pip install -e '.[triton]'")
+
+CONCURRENT = 8
+REQUEST_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    from edgepose.models.defaults import default_model_paths
+    from edgepose.serving.repository import write_repository
+    from edgepose.serving.server import find_tritonserver, start_server
+    from edgepose.serving.server_env import server_python
+
+    try:
+        binary = find_tritonserver()
+    except DependencyError as exc:  # the only skip: no binary on this machine at all
+        pytest.skip(f"no tritonserver binary ({exc})")
+    det, pose = default_model_paths()
+    root = tmp_path_factory.mktemp("triton")
+    # 4 entry instances work on 4 frames at once; pose waits up to 20 ms to batch their crops
+    write_repository(det, pose, root / "repo", instances=4, queue_delay_us=20000)
+    server = start_server(binary, root / "repo", python=server_python(), host="127.0.0.1",
+                          log_path=root / "server.log")
+    try:
+        server.wait_ready(timeout=180)
+        yield {"server": server, "url": server.url, "det": det, "pose": pose, "root": root}
+    finally:
+        code = server.stop()
+        assert server.process.poll() is not None, f"tritonserver pid {server.pid} still running"
+        assert code is not None
+
+
+@pytest.fixture(scope="session")
+def local(triton):
+    from edgepose.pipeline.pipeline import Pipeline
+
+    return Pipeline.from_files(triton["det"], triton["pose"])
+
+
+@pytest.fixture(scope="session")
+def clip_frames(tmp_path_factory):
+    from edgepose.data.sources import open_source
+    from edgepose.data.synthetic import generate_clip
+
+    video, _ = generate_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", num_frames=6, num_people=3, seed=11)
+    src = open_source(source=str(video))
+    try:
+        return [frame for _, frame, _ in src]
+    finally:
+        src.close()
+
+
+def _client(url):
+    return http.InferenceServerClient(url, network_timeout=REQUEST_TIMEOUT_S, connection_timeout=REQUEST_TIMEOUT_S)
+
+
+def _infer(client, image, dtype="UINT8"):
+    tensor = http.InferInput("IMAGE", list(image.shape), dtype)
+    tensor.set_data_from_numpy(image)
+    return client.infer("edgepose", [tensor])
+
+
+def test_server_matches_local_pipeline(triton, local, clip_frames):
+    from edgepose.serving.client import TritonPipeline
+
+    remote = TritonPipeline(triton["url"])
+    people = 0
+    try:
+        for frame in clip_frames:
+            want, got = local(frame), remote(frame)
+            assert len(got) == len(want)
+            people += len(want)
+            np.testing.assert_allclose(got.boxes, want.boxes, atol=1e-3)
+            np.testing.assert_allclose(got.box_scores, want.box_scores, atol=1e-4)
+            np.testing.assert_allclose(got.keypoints, want.keypoints, atol=1e-3)
+            np.testing.assert_allclose(got.keypoint_scores, want.keypoint_scores, atol=1e-4)
+            np.testing.assert_allclose(got.scores, want.scores, atol=1e-3)
+    finally:
+        remote.close()
+    assert people >= len(clip_frames), "the clip should show people in most frames"
+
+
+def test_concurrent_frames_share_pose_batches(triton, local, clip_frames):
+    from edgepose.serving.client import model_statistics
+
+    frames = [clip_frames[i % len(clip_frames)] for i in range(CONCURRENT)]
+    crops = sum(len(local(f)) for f in frames)
+    before = model_statistics(triton["url"], "pose")
+    barrier = threading.Barrier(CONCURRENT)
+    errors, counts = [], []
+
+    def camera(frame):
+        client = _client(triton["url"])
+        try:
+            barrier.wait(timeout=REQUEST_TIMEOUT_S)
+            counts.append(len(_infer(client, frame).as_numpy("BOXES")))
+        except Exception as exc:  # collected and reported by the main thread
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=camera, args=(f,)) for f in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(REQUEST_TIMEOUT_S * 2)
+    assert not errors, errors
+    after = model_statistics(triton["url"], "pose")
+    inferences = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert sum(counts) == crops and inferences == crops  # every crop reached pose once
+    assert executions < inferences, f"{inferences} crops in {executions} pose executions: no batching"
+
+
+def test_frame_without_people_returns_empty_outputs(triton, local):
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    assert len(local(frame)) == 0  # the reference agrees there is nobody
+    client = _client(triton["url"])
+    try:
+        out = _infer(client, frame)
+    finally:
+        client.close()
+    assert out.as_numpy("BOXES").shape == (0, 4)
+    assert out.as_numpy("BOX_SCORES").shape == (0,)
+    assert out.as_numpy("KEYPOINTS").shape == (0, 17, 3)
+
+
+@pytest.mark.parametrize("image, dtype", [
+    (np.zeros((64, 64, 3), np.float32), "FP32"),     # wrong dtype
+    (np.zeros((64, 64), np.uint8), "UINT8"),         # wrong rank
+    (np.zeros((64, 64, 4), np.uint8), "UINT8"),      # wrong channels
+    (np.zeros((0, 0, 3), np.uint8), "UINT8"),        # empty frame: the model's own check
+])
+def test_malformed_request_gets_error_and_server_lives(triton, clip_frames, image, dtype):
+    from tritonclient.utils import InferenceServerException
+
+    client = _client(triton["url"])
+    try:
+        with pytest.raises(InferenceServerException):
+            _infer(client, image, dtype)
+        assert triton["server"].process.poll() is None and client.is_server_ready()
+        assert _infer(client, clip_frames[0]).as_numpy("KEYPOINTS").shape[1:] == (17, 3)
+    finally:
+        client.close()
+
+
+def test_cli_run_on_triton_writes_json(triton, tmp_path, clip_frames):
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    for i, frame in enumerate(clip_frames[:2]):
+        cv2.imwrite(str(tmp_path / f"{i + 1}.png"), frame)
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, "-m", "edgepose", "run", "--triton", triton["url"], "--source",
+                           str(tmp_path), "--json", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "triton" in proc.stdout and "2 processed" in proc.stdout
+    records = json.loads(out.read_text())
+    assert records and all(len(r["keypoints"]) == 51 for r in records)
