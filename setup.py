@@ -30,6 +30,9 @@ setup(
         "trt": ["tensorrt>=10.3,<12", "cuda-python>=12.2"],
         # JetPack 6 ships TensorRT 10.3 as a system package: only cuda-python comes from PyPI
         "jetson": ["cuda-python>=12.2,<13"],
+        # client of Triton Inference Server (`edgepose run --triton`, tests); the server itself
+        # comes from the NGC image or, for CPU trials, `make triton` (nvidia-pytriton, --no-deps)
+        "triton": ["tritonclient[http,grpc]>=2.41,<3"],
         "dev": ["pytest>=7.4", "pycocotools>=2.0.7", "matplotlib>=3.7", "onnxsim>=0.4.36"],
     },
     entry_points={"console_scripts": ["edgepose=edgepose.cli:main"]},
