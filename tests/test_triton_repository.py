@@ -148,3 +148,16 @@ def test_url_parsing():
     for bad in ("localhost", "ftp://a:1", "a:b"):
         with pytest.raises(UsageError, match="HOST:PORT"):
             parse_url(bad)
+
+
+def test_cli_export_triton(tmp_path, defaults):
+    cli = [sys.executable, "-m", "edgepose", "export-triton", "--out", str(tmp_path / "repo")]
+    first = subprocess.run(cli + ["--backend", "onnxruntime"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "synthetic people" in first.stdout and "edgepose serve" in first.stdout
+    assert 'platform: "onnxruntime_onnx"' in (tmp_path / "repo" / "pose" / "config.pbtxt").read_text()
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "--force" in again.stderr
+    forced = subprocess.run(cli + ["--force"], capture_output=True, text=True, timeout=120)
+    assert forced.returncode == 0, forced.stderr
+    assert 'backend: "python"' in (tmp_path / "repo" / "pose" / "config.pbtxt").read_text()

@@ -176,3 +176,59 @@ def test_cli_run_on_triton_writes_json(triton, tmp_path, clip_frames):
     assert "triton" in proc.stdout and "2 processed" in proc.stdout
     records = json.loads(out.read_text())
     assert records and all(len(r["keypoints"]) == 51 for r in records)
+
+
+def test_grpc_client_gives_the_http_results(triton, clip_frames):
+    from edgepose.serving.client import TritonPipeline, model_statistics
+
+    grpc_url = f"grpc://127.0.0.1:{triton['server'].grpc_port}"
+    via_http, via_grpc = TritonPipeline(triton["url"]), TritonPipeline(grpc_url)
+    try:
+        a, b = via_http(clip_frames[1]), via_grpc(clip_frames[1])
+    finally:
+        via_http.close()
+        via_grpc.close()
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
+    assert model_statistics(grpc_url, "pose") == model_statistics(triton["url"], "pose")
+
+
+def test_cli_serve_starts_and_stops_on_ctrl_c(triton):
+    """`edgepose serve` as users run it: ready line, then SIGINT stops tritonserver (by PID)."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from edgepose.serving.server import free_port
+
+    http_port, grpc_port = free_port(), free_port()
+    cli = subprocess.Popen([sys.executable, "-m", "edgepose", "serve", str(triton["root"] / "repo"),
+                            "--port", str(http_port), "--grpc-port", str(grpc_port), "--timeout", "150"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = cli.stdout.readline()  # blocks until ready (or the error line)
+        found = re.search(r"tritonserver \(pid (\d+)\) ready: HTTP 127\.0\.0\.1:(\d+)", first)
+        assert found, first + cli.stdout.read()
+        pid, port = int(found.group(1)), int(found.group(2))
+        assert port == http_port
+        client = _client(f"127.0.0.1:{http_port}")
+        assert client.is_model_ready("edgepose")
+        client.close()
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(60) == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"tritonserver pid {pid} still alive after edgepose serve stopped")

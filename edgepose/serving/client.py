@@ -108,12 +108,15 @@ def model_statistics(url: str, model: str) -> dict:
     model, from the server's statistics (cumulative since it started)."""
     client, _ = connect(url)
     try:
-        stats = client.get_inference_statistics(model)
+        if parse_url(url)[0] == "grpc":
+            stats = client.get_inference_statistics(model, as_json=True)
+        else:
+            stats = client.get_inference_statistics(model)
+    except Exception as exc:  # unreachable server or unknown model
+        raise _server_error(url, exc) from None
     finally:
         client.close()
-    entry = stats["model_stats"][0] if isinstance(stats, dict) else None
-    if entry is None:
-        raise ServerError(f"statistics of {model!r} at {url}: use an http:// URL")
+    entry = stats["model_stats"][0]
     sizes = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in entry.get("batch_stats", [])}
     return {"inference_count": int(entry.get("inference_count", 0)),
             "execution_count": int(entry.get("execution_count", 0)), "batch_sizes": sizes}

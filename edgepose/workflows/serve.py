@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -62,8 +63,9 @@ def start(req: ServeRequest) -> Served:
     from edgepose.serving.server import find_tritonserver, start_server
     from edgepose.serving.server_env import server_python
 
-    if not req.repo:
-        raise UsageError("pass the model repository: edgepose serve REPO (write one with `edgepose export-triton`)")
+    if not req.repo or not (Path(req.repo) / "edgepose" / "config.pbtxt").is_file():
+        raise UsageError(f"pass a model repository: edgepose serve REPO{f' ({req.repo} has no edgepose/config.pbtxt)' if req.repo else ''}; "
+                         "write one with `edgepose export-triton --out REPO`")
     binary = find_tritonserver(req.server)
     python = server_python(req.python)
     server = start_server(binary, req.repo, python=python, host=req.host, http_port=req.http_port,
