@@ -56,6 +56,26 @@ def _default_models():
                          "--pose POSE.onnx instead") from None
 
 
+def _run_on_triton(url, det, src, loop_kw):
+    """`run --triton`: the same run loop, frames sent to the server's `edgepose` model."""
+    from edgepose.pipeline.run_loop import run_source
+    from edgepose.serving.client import TritonPipeline
+
+    try:
+        if det is not None:
+            raise UsageError("--triton runs the server's models; drop --det/--pose (put yours in the "
+                             "repository with `edgepose export-triton --det D --pose P`)")
+        pipe = TritonPipeline(url)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        summary = run_source(pipe, src, **loop_kw)
+    finally:
+        pipe.close()
+    click.echo(summary.report())
+
+
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--det", metavar="MODEL", help="Person detector: .onnx or .engine (CenterNet / CornerNet-Squeeze); "
               "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in detector.")
@@ -132,24 +152,4 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
         raise
     summary = run_source(pipe, src, show=show, save=save, json_path=json_path, progress=not no_progress,
                          kp_threshold=kp_threshold, max_frames=max_frames)
-    click.echo(summary.report())
-
-
-def _run_on_triton(url, det, src, loop_kw):
-    """`run --triton`: the same run loop, frames sent to the server's `edgepose` model."""
-    from edgepose.pipeline.run_loop import run_source
-    from edgepose.serving.client import TritonPipeline
-
-    try:
-        if det is not None:
-            raise UsageError("--triton runs the server's models; drop --det/--pose (put yours in the "
-                             "repository with `edgepose export-triton --det D --pose P`)")
-        pipe = TritonPipeline(url)
-    except BaseException:
-        src.close()
-        raise
-    try:
-        summary = run_source(pipe, src, **loop_kw)
-    finally:
-        pipe.close()
     click.echo(summary.report())
