@@ -5,19 +5,12 @@ BIN    := $(VENV)/bin
 # CPU build of PyTorch; any other spec may pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-# Triton Inference Server for `edgepose serve` and its tests (CPU: python backend only):
-# the tritonserver 2.51 binary inside nvidia-pytriton, files only (--no-deps: its numpy<2 pin
-# must not touch .venv), and the models' own numpy<2 Python made by `edgepose serve --setup`.
-EDGEPOSE_CACHE ?= $(HOME)/.cache/edgepose
-TRITON_DIR     := $(EDGEPOSE_CACHE)/triton
-PYTRITON       ?= nvidia-pytriton==0.7.0
-
-.PHONY: install demo test clean triton
+.PHONY: install demo test clean
 
 $(BIN)/edgepose: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[torch,eval,dev,triton]'
+	$(BIN)/pip install -q -e '.[torch,eval,dev]'
 	touch $@
 
 install: $(BIN)/edgepose
@@ -25,13 +18,26 @@ install: $(BIN)/edgepose
 demo: install
 	$(BIN)/edgepose demo --out out
 
+# Triton Inference Server for `edgepose serve` and its tests (CPU: python backend only):
+# tritonclient (extra 'triton'); the tritonserver 2.51 binary inside nvidia-pytriton, files only
+# (--no-deps: its numpy<2 pin must not touch .venv); the models' own numpy<2 Python, made by
+# `edgepose serve --setup` (idempotent: a stamp in that env records what it installed).
+EDGEPOSE_CACHE ?= $(HOME)/.cache/edgepose
+TRITON_DIR     := $(EDGEPOSE_CACHE)/triton
+PYTRITON       ?= nvidia-pytriton==0.7.0
+
+.PHONY: triton
+
+$(VENV)/.triton-client: $(BIN)/edgepose
+	$(BIN)/pip install -q -e '.[triton]'
+	touch $@
+
 $(TRITON_DIR)/server/.installed:
 	rm -rf $(TRITON_DIR)/server
 	$(BIN)/pip install -q --no-deps --target $(TRITON_DIR)/server $(PYTRITON)
 	touch $@
 
-# `serve --setup` is idempotent: a stamp in the env records what it installed
-triton: install $(TRITON_DIR)/server/.installed
+triton: $(VENV)/.triton-client $(TRITON_DIR)/server/.installed
 	EDGEPOSE_CACHE=$(EDGEPOSE_CACHE) $(BIN)/edgepose serve --setup
 
 test: install triton
