@@ -63,6 +63,10 @@ def test_configs_parse_and_match_the_onnx(tmp_path, defaults, backend):
     for name in ("det", "pose"):
         assert (cfg[name].platform, cfg[name].backend) == want
     assert cfg["det"].max_batch_size == 0
+    kind = "KIND_CPU" if backend == "python" else "KIND_GPU"
+    for name in ("det", "pose"):
+        assert model_config_pb2.ModelInstanceGroup.Kind.Name(cfg[name].instance_group[0].kind) == kind
+    assert cfg["crop"].instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert (_io(cfg["det"].input), _io(cfg["det"].output)) == _onnx_io(det, drop_batch=False)
     assert cfg["pose"].max_batch_size == 6 and cfg["pose"].HasField("dynamic_batching")
     assert (_io(cfg["pose"].input), _io(cfg["pose"].output)) == _onnx_io(pose, drop_batch=True)
@@ -121,6 +125,8 @@ def test_repository_errors_are_clear(tmp_path, defaults):
     write_repository(det, pose, tmp_path / "repo")
     with pytest.raises(UsageError, match="--force"):
         write_repository(det, pose, tmp_path / "repo")
+    with pytest.raises(UsageError, match="GPU only"):
+        write_repository(det, pose, tmp_path / "other", backend="tensorrt", device="cpu")
     with pytest.raises(UsageError, match="needs an existing .onnx"):
         write_repository(tmp_path / "missing.onnx", pose, tmp_path / "other")
     static = tmp_path / "pose_b1.onnx"
@@ -152,10 +158,12 @@ def test_url_parsing():
 
 def test_cli_export_triton(tmp_path, defaults):
     cli = [sys.executable, "-m", "edgepose", "export-triton", "--out", str(tmp_path / "repo")]
-    first = subprocess.run(cli + ["--backend", "onnxruntime"], capture_output=True, text=True, timeout=120)
+    first = subprocess.run(cli + ["--backend", "onnxruntime", "--device", "cpu"], capture_output=True, text=True,
+                           timeout=120)
     assert first.returncode == 0, first.stderr
     assert "synthetic people" in first.stdout and "edgepose serve" in first.stdout
-    assert 'platform: "onnxruntime_onnx"' in (tmp_path / "repo" / "pose" / "config.pbtxt").read_text()
+    text = (tmp_path / "repo" / "pose" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in text and "KIND_CPU" in text
     again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "--force" in again.stderr
     forced = subprocess.run(cli + ["--force"], capture_output=True, text=True, timeout=120)

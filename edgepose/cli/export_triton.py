@@ -14,6 +14,8 @@ from edgepose.cli import main
 @click.option("--backend", type=click.Choice(["python", "onnxruntime", "tensorrt"]), default="python",
               show_default=True, help="How det/pose run: python = onnxruntime inside the python backend (CPU, "
               "tests); onnxruntime / tensorrt = Triton's own backends (GPU servers).")
+@click.option("--device", type=click.Choice(["gpu", "cpu"]), default=None,
+              help="Where det/pose run. Default: gpu for onnxruntime/tensorrt, cpu for python.")
 @click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True,
               help="Largest pose batch (crops from all cameras together).")
 @click.option("--instances", type=click.IntRange(1), default=4, show_default=True,
@@ -25,7 +27,7 @@ from edgepose.cli import main
 @click.option("--max-persons", type=click.IntRange(0), default=20, show_default=True,
               help="Keep at most this many people per frame.")
 @click.option("--force", is_flag=True, help="Replace an existing REPO.")
-def export_triton_cmd(det, pose, out, backend, max_batch, instances, queue_delay_us, score_threshold,
+def export_triton_cmd(det, pose, out, backend, device, max_batch, instances, queue_delay_us, score_threshold,
                       max_persons, force):
     """Write a Triton model repository: det, pose (dynamic batching), crop, decode and the
     entry model `edgepose` (IMAGE uint8 HxWx3 BGR -> BOXES, BOX_SCORES, KEYPOINTS).
@@ -38,5 +40,5 @@ def export_triton_cmd(det, pose, out, backend, max_batch, instances, queue_delay
     from edgepose.workflows.export_triton import ExportTritonRequest, export_triton
 
     result = export_triton(ExportTritonRequest(out, det, pose, backend, max_batch, instances, score_threshold,
-                                               max_persons, queue_delay_us, force))
+                                               max_persons, queue_delay_us, force, device))
     click.echo(result.format())

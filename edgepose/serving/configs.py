@@ -49,9 +49,11 @@ def _io_block(key, specs):
 
 
 def model_config(name: str, inputs, outputs, backend: str, max_batch_size: int = 0,
-                 instances: int = 1, queue_delay_us: int | None = None, parameters: dict | None = None) -> str:
+                 instances: int = 1, queue_delay_us: int | None = None, parameters: dict | None = None,
+                 kind: str = "KIND_CPU") -> str:
     """One ``config.pbtxt``.  ``backend``: ``python``, ``onnxruntime`` or ``tensorrt``
-    (written as ``platform: "tensorrt_plan"``).  ``queue_delay_us`` turns on dynamic batching."""
+    (written as ``platform: "tensorrt_plan"``).  ``queue_delay_us`` turns on dynamic batching;
+    ``kind``: ``KIND_CPU`` or ``KIND_GPU`` instances."""
     head = [f'name: "{name}"']
     if backend == "python":
         head.append('backend: "python"')
@@ -63,7 +65,8 @@ def model_config(name: str, inputs, outputs, backend: str, max_batch_size: int =
         raise UsageError(f"unknown Triton backend {backend!r}; use one of {BACKENDS}")
     head.append(f"max_batch_size: {int(max_batch_size)}")
     text = "\n".join(head) + "\n" + _io_block("input", inputs) + _io_block("output", outputs)
-    kind = "KIND_GPU" if backend == "tensorrt" else "KIND_CPU"
+    if kind not in ("KIND_CPU", "KIND_GPU"):
+        raise UsageError(f"instance kind must be KIND_CPU or KIND_GPU, got {kind!r}")
     text += f"instance_group [ {{ count: {int(instances)} kind: {kind} }} ]\n"
     if queue_delay_us is not None:
         text += f"dynamic_batching {{ max_queue_delay_microseconds: {int(queue_delay_us)} }}\n"

@@ -86,7 +86,7 @@ def _check_inputs(det, pose, backend):
         raise UsageError(f"--backend {backend!r}: use one of {', '.join(C.BACKENDS)}")
 
 
-def _network_configs(det_io, pose_io, backend, max_batch, queue_delay_us, pose_instances):
+def _network_configs(det_io, pose_io, backend, max_batch, queue_delay_us, kind):
     (det_in, det_out), (pose_in, pose_out) = det_io, pose_io
     if len(pose_in) != 1:
         raise UsageError(f"the pose model has {len(pose_in)} inputs; export-triton needs one image input")
@@ -96,8 +96,8 @@ def _network_configs(det_io, pose_io, backend, max_batch, queue_delay_us, pose_i
                          "cameras, so export it with a dynamic batch (edgepose export --batch dynamic)")
     det_specs = ([C.IOSpec.of(*s) for s in det_in], [C.IOSpec.of(*s) for s in det_out])
     pose_specs = ([C.IOSpec.of(n, t, d[1:]) for n, t, d in pose_in], [C.IOSpec.of(n, t, d[1:]) for n, t, d in pose_out])
-    det_cfg = C.model_config("det", *det_specs, backend, 0, 1)
-    pose_cfg = C.model_config("pose", *pose_specs, backend, int(max_batch), pose_instances, queue_delay_us)
+    det_cfg = C.model_config("det", *det_specs, backend, 0, 1, kind=kind)
+    pose_cfg = C.model_config("pose", *pose_specs, backend, int(max_batch), 1, queue_delay_us, kind=kind)
     return det_cfg, pose_cfg, pose_specs
 
 
@@ -145,20 +145,35 @@ def _plans_script(max_batch, pose_input) -> str:
         f"--optShapes={pose_input.name}:{max_batch}x{dims} --maxShapes={pose_input.name}:{max_batch}x{dims}\n")
 
 
+def _instance_kind(backend, device):
+    """``det``/``pose`` instances: GPU for Triton's own backends (production servers), CPU for
+    the python variant; ``device`` = ``"cpu"``/``"gpu"`` overrides (TensorRT is GPU only)."""
+    device = device or ("cpu" if backend == "python" else "gpu")
+    if device not in ("cpu", "gpu"):
+        raise UsageError(f"--device {device!r}: use cpu or gpu")
+    if backend == "tensorrt" and device == "cpu":
+        raise UsageError("--backend tensorrt runs on a GPU only; use --backend onnxruntime --device cpu for CPU servers")
+    if backend == "python" and device == "gpu":
+        raise UsageError("--backend python runs onnxruntime on the CPU; use --backend onnxruntime or tensorrt for GPUs")
+    return "KIND_GPU" if device == "gpu" else "KIND_CPU"
+
+
 def write_repository(det, pose, out, backend: str = "python", max_batch: int = 8, instances: int = 4,
                      score_threshold: float = 0.3, max_persons: int = 20, queue_delay_us: int = 2000,
-                     force: bool = False) -> RepositoryInfo:
+                     force: bool = False, device: str | None = None) -> RepositoryInfo:
     """Write the repository at ``out`` (see the module docstring).  ``instances``: copies of the
     entry model, i.e. how many frames the server works on at once; ``queue_delay_us``: how long
-    ``pose`` waits to gather crops of several frames into one batch."""
+    ``pose`` waits to gather crops of several frames into one batch; ``device``: where
+    ``det``/``pose`` run (default: GPU for onnxruntime/tensorrt, CPU for python)."""
     _check_inputs(det, pose, backend)
+    kind = _instance_kind(backend, device)
     if int(max_batch) < 1 or int(instances) < 1:
         raise UsageError("--max-batch and --instances must be >= 1")
     out = Path(out)
     if out.exists() and not force:
         raise UsageError(f"{out} exists; pass --force to replace it or choose another --out")
     det_io, pose_io = onnx_io(det), onnx_io(pose)
-    det_cfg, pose_cfg, pose_specs = _network_configs(det_io, pose_io, backend, max_batch, queue_delay_us, 1)
+    det_cfg, pose_cfg, pose_specs = _network_configs(det_io, pose_io, backend, max_batch, queue_delay_us, kind)
     spec = _pipeline_json(det, pose, det_io, pose_io, max_batch, score_threshold, max_persons)
     joints = len(spec["pose_meta"].get("keypoint_names") or ()) or 17
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ class ExportTritonRequest:
     max_persons: int = 20
     queue_delay_us: int = 2000
     force: bool = False
+    device: str | None = None    # det/pose instances: None = GPU for onnxruntime/tensorrt, CPU for python
 
 
 @dataclass
@@ -53,6 +54,7 @@ def export_triton(req: ExportTritonRequest) -> ExportTritonResult:
         det, pose = (str(p) for p in default_model_paths())
     info = write_repository(det, pose, req.out, backend=req.backend, max_batch=req.max_batch,
                             instances=req.instances, score_threshold=req.score_threshold,
-                            max_persons=req.max_persons, queue_delay_us=req.queue_delay_us, force=req.force)
+                            max_persons=req.max_persons, queue_delay_us=req.queue_delay_us, force=req.force,
+                            device=req.device)
     return ExportTritonResult(info.path, info.backend, info.models, str(det), str(pose), info.pose_max_batch,
                               defaults, info.todo)
