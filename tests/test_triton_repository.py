@@ -13,8 +13,8 @@ import pytest
 from edgepose.errors import DependencyError, UsageError
 
 pytest.importorskip("torch")  # exporting the default models (once, cached)
-model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2",
-                                       reason="tritonclient is a test dependency: pip install -e '.[triton]'")
+# a test dependency (pip install -e '.[triton]'; make test installs it): the real protobuf schema
+import tritonclient.grpc.model_config_pb2 as model_config_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402  (comes with tritonclient[grpc])
 
 MODELS = ("det", "pose", "crop", "decode", "edgepose")

@@ -13,7 +13,7 @@ import pytest
 from edgepose.errors import DependencyError
 
 pytest.importorskip("torch")  # exporting the default models to ONNX (once, cached)
-http = pytest.importorskip("tritonclient.http", reason="tritonclient is a test dependency: pip install -e '.[triton]'")
+import tritonclient.http as http  # noqa: E402  (a test dependency: pip install -e '.[triton]', make triton)
 
 CONCURRENT = 8
 REQUEST_TIMEOUT_S = 60
@@ -200,7 +200,6 @@ def test_cli_serve_starts_and_stops_on_ctrl_c(triton):
     import signal
     import subprocess
     import sys
-    import time
 
     from edgepose.serving.server import free_port
 
@@ -208,6 +207,7 @@ def test_cli_serve_starts_and_stops_on_ctrl_c(triton):
     cli = subprocess.Popen([sys.executable, "-m", "edgepose", "serve", str(triton["root"] / "repo"),
                             "--port", str(http_port), "--grpc-port", str(grpc_port), "--timeout", "150"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pid = None
     try:
         first = cli.stdout.readline()  # blocks until ready (or the error line)
         found = re.search(r"tritonserver \(pid (\d+)\) ready: HTTP 127\.0\.0\.1:(\d+)", first)
@@ -219,16 +219,27 @@ def test_cli_serve_starts_and_stops_on_ctrl_c(triton):
         client.close()
         cli.send_signal(signal.SIGINT)
         assert cli.wait(60) == 0
+        assert "tritonserver stopped" in cli.stdout.read()
     finally:
         if cli.poll() is None:
             cli.kill()
             cli.wait(10)
-    deadline = time.monotonic() + 30
+        alive = pid is not None and _wait_gone(pid, 30)
+        if alive:  # never leave a server behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert not alive, f"tritonserver pid {pid} still alive after edgepose serve stopped"
+
+
+def _wait_gone(pid, seconds) -> bool:
+    """True when ``pid`` is still alive after ``seconds``."""
+    import os
+    import time
+
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            break
+            return False
         time.sleep(0.2)
-    else:
-        pytest.fail(f"tritonserver pid {pid} still alive after edgepose serve stopped")
+    return True

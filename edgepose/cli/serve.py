@@ -33,15 +33,11 @@ def serve_cmd(repo, host, http_port, grpc_port, server, python, timeout, setup):
         click.echo(flow.setup(python, server).format())
         return
     _stop_on_signals()
-    served = flow.start(flow.ServeRequest(repo, host, http_port, grpc_port, server, python, timeout))
-    click.echo(served.format())
-    try:
-        code = served.server.process.wait()
-        raise click.ClickException(f"tritonserver exited with code {code}; its log ends:\n"
-                                   f"{served.server.log_tail()}")
-    except KeyboardInterrupt:
-        click.echo("stopping tritonserver ...")
-        served.server.stop()
+    result = flow.serve(flow.ServeRequest(repo, host, http_port, grpc_port, server, python, timeout),
+                        on_ready=lambda served: click.echo(served.format()))
+    if result.code is not None:
+        raise click.ClickException(result.format())
+    click.echo(result.format())
 
 
 def _stop_on_signals():

@@ -152,7 +152,8 @@ def _instance_kind(backend, device):
     if device not in ("cpu", "gpu"):
         raise UsageError(f"--device {device!r}: use cpu or gpu")
     if backend == "tensorrt" and device == "cpu":
-        raise UsageError("--backend tensorrt runs on a GPU only; use --backend onnxruntime --device cpu for CPU servers")
+        raise UsageError("--backend tensorrt runs on a GPU only; "
+                         "use --backend onnxruntime --device cpu for CPU servers")
     if backend == "python" and device == "gpu":
         raise UsageError("--backend python runs onnxruntime on the CPU; use --backend onnxruntime or tensorrt for GPUs")
     return "KIND_GPU" if device == "gpu" else "KIND_CPU"

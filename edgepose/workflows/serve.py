@@ -58,13 +58,30 @@ def setup(python=None, server=None) -> SetupResult:
         return SetupResult(None, str(py), str(exc))
 
 
-def start(req: ServeRequest) -> Served:
+@dataclass
+class ServeExit:
+    """How a served session ended: ``code`` None = stopped by Ctrl-C/SIGTERM, else the code
+    tritonserver died with (and the end of its log)."""
+
+    code: int | None
+    log_tail: str = ""
+
+    def format(self) -> str:
+        if self.code is None:
+            return "tritonserver stopped"
+        return f"tritonserver exited with code {self.code}; its log ends:\n{self.log_tail}"
+
+
+def serve(req: ServeRequest, on_ready=None) -> ServeExit:
+    """Start the server, call ``on_ready(Served)`` once it is ready, run until it exits or a
+    KeyboardInterrupt (the CLI turns SIGINT/SIGTERM into one); the server is always stopped."""
     from edgepose.errors import UsageError
     from edgepose.serving.server import find_tritonserver, start_server
     from edgepose.serving.server_env import server_python
 
     if not req.repo or not (Path(req.repo) / "edgepose" / "config.pbtxt").is_file():
-        raise UsageError(f"pass a model repository: edgepose serve REPO{f' ({req.repo} has no edgepose/config.pbtxt)' if req.repo else ''}; "
+        which = f" ({req.repo} has no edgepose/config.pbtxt)" if req.repo else ""
+        raise UsageError(f"pass a model repository: edgepose serve REPO{which}; "
                          "write one with `edgepose export-triton --out REPO`")
     binary = find_tritonserver(req.server)
     python = server_python(req.python)
@@ -72,7 +89,11 @@ def start(req: ServeRequest) -> Served:
                           grpc_port=req.grpc_port, log_path=req.log_path)
     try:
         server.wait_ready(req.timeout)
-    except BaseException:
+        if on_ready is not None:
+            on_ready(Served(server, str(binary.path), str(python), str(req.repo)))
+        code = server.process.wait()
+        return ServeExit(code, server.log_tail())
+    except KeyboardInterrupt:
+        return ServeExit(None)
+    finally:
         server.stop()
-        raise
-    return Served(server, str(binary.path), str(python), str(req.repo))
