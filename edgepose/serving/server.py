@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,18 @@ class TritonServer:
         return self.process.returncode
 
 
+def _die_with_parent():
+    """In the child before exec (Linux): SIGINT when the process that started us dies, so a
+    killed `edgepose serve` or test session never leaves a server behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGINT))
+    except (OSError, AttributeError):
+        pass
+
+
 def server_command(binary: TritonBinary, repo, backends: Path, host: str, http_port: int, grpc_port: int,
                    cache) -> list:
     cmd = [str(binary.path), f"--model-repository={Path(repo).resolve()}", f"--backend-directory={backends}",
@@ -222,5 +235,6 @@ def start_server(binary: TritonBinary, repo, python=None, host: str = "127.0.0.1
     log.info("starting %s", " ".join(cmd))
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
     return TritonServer(process, host, http_port, grpc_port, log_path)
