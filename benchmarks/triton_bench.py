@@ -157,9 +157,13 @@ def main(argv=None):
               "instances": args.instances if not args.url else None,
               "queue_delay_us": args.queue_delay_us if not args.url else None,
               "models": "built-in defaults (trained on synthetic people)" if not args.url else "the server's"}
-    (out / "triton_bench.json").write_text(json.dumps({"config": config, "rows": rows}, indent=1))
+    from edgepose.io_utils import atomic_path
+
     text = table(rows)
-    (out / "triton_bench.md").write_text(text + "\n")
+    for name, content in (("triton_bench.json", json.dumps({"config": config, "rows": rows}, indent=1)),
+                          ("triton_bench.md", text + "\n")):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(content)
     print(text)
 
 
