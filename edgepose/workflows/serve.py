@@ -36,26 +36,21 @@ class Served:
 
 @dataclass
 class SetupResult:
-    binary: str | None
+    binary: str
     python: str
-    problem: str | None = None
 
     def format(self) -> str:
-        server = self.binary or f"not found ({self.problem})"
-        return f"server python: {self.python}\ntritonserver: {server}"
+        return f"server python: {self.python}\ntritonserver: {self.binary}"
 
 
 def setup(python=None, server=None) -> SetupResult:
-    """Create/find the server's Python environment and report the binary (for `serve --setup`)."""
-    from edgepose.errors import DependencyError
+    """Create/find the server's Python environment, then find the binary (`serve --setup`);
+    a missing binary is a DependencyError saying how to get one."""
     from edgepose.serving.server import find_tritonserver
     from edgepose.serving.server_env import server_python
 
     py = server_python(python)
-    try:
-        return SetupResult(str(find_tritonserver(server).path), str(py))
-    except DependencyError as exc:
-        return SetupResult(None, str(py), str(exc))
+    return SetupResult(str(find_tritonserver(server).path), str(py))
 
 
 @dataclass
