@@ -110,11 +110,23 @@ assert tm.__file__.startswith({str(repo)!r}), tm.__file__
 pipe = tm.build_pipeline(json.loads(open({str(repo / 'edgepose' / 'pipeline.json')!r}).read()))
 coords, scores = pipe._keypoints({{"heatmaps": np.load({str(tmp_path / 'heat.npy')!r})}}, np.load({str(tmp_path / 'boxes.npy')!r}))
 np.save({str(tmp_path / 'coords.npy')!r}, coords)
+from edgepose.pipeline.preprocess import crop_people
+crops, _ = crop_people(np.zeros((64, 48, 3), np.uint8), np.load({str(tmp_path / 'boxes.npy')!r}), pipe.pose_meta)
+assert crops.shape == (2, 3, 128, 96), crops.shape
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     want, _ = heatmap_to_coords(heat, boxes)
     np.testing.assert_allclose(np.load(tmp_path / "coords.npy"), want, atol=1e-6)
+
+
+def test_shipped_files_follow_lazy_imports():
+    from edgepose.serving.shipping import shipped_files
+
+    files = shipped_files()
+    # pipeline.py imports decode/preprocess inside functions only; they must still be shipped
+    assert {"pipeline/pipeline.py", "pipeline/decode.py", "pipeline/preprocess.py", "backends/base.py"} <= set(files)
+    assert not any(f.startswith(("models/", "export/", "quant/", "backends/factory")) for f in files)
 
 
 def test_repository_errors_are_clear(tmp_path, defaults):

@@ -1,7 +1,7 @@
 """The python-backend models of an edgepose Triton repository; they run inside tritonserver.
 
 `edgepose export-triton` copies this file and the edgepose modules it imports
-(:data:`edgepose.serving.repository.SHIPPED_MODULES`) into ``REPO/edgepose/lib``; each
+(:func:`edgepose.serving.shipping.shipped_files`) into ``REPO/edgepose/lib``; each
 generated ``model.py`` imports one class from here.  The server's Python needs only numpy,
 OpenCV and (for ``OnnxModel``) onnxruntime -- never torch, onnx or tritonclient.
 
