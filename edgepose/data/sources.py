@@ -218,6 +218,8 @@ def open_source(camera: int | None = None, source: str | None = None) -> Source:
             index = int(camera)
         except (TypeError, ValueError):
             raise UsageError(f"camera index must be an integer, got {camera!r}") from None
+        if index < 0:  # OpenCV crashes on negative indices
+            raise UsageError(f"camera index must be >= 0 (N of /dev/videoN), got {index}")
         return CameraSource(index)
     text = str(source)
     if _URL.match(text):
