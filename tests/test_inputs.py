@@ -86,3 +86,103 @@ def test_atomic_writes_keep_the_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
+
+
+# ---------------------------------------------------------------- folders, corrupt and empty files
+def _png(path, seed=0, h=48, w=64):
+    import cv2
+    import numpy as np
+
+    img = np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def _truncated_jpeg(path, h=96, w=128):
+    """A real JPEG cut in half: OpenCV decodes it as a half-grey image without an error."""
+    import cv2
+    import numpy as np
+
+    img = np.random.default_rng(1).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    ok, buf = cv2.imencode(".jpg", img)
+    data = buf.tobytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(path)) is not None  # the trap: it still "reads"
+    return path
+
+
+def test_folder_image_ids_are_unique_per_file(tmp_path):
+    from edgepose.data.sources import open_source
+
+    for name in ("x.jpg", "000002.jpg", "2.png", "b.png", "10.png"):
+        _png(tmp_path / name)
+    src = open_source(source=str(tmp_path))
+    ids = src.image_ids
+    assert len(set(ids.values())) == 5  # x.jpg and 000002.jpg both got 2 before
+    assert ids["000002.jpg"] == 2 and ids["10.png"] == 10
+    # sorted order: "2.png" repeats number 2 -> 11, then "b.png" -> 12, "x.jpg" -> 13
+    assert (ids["2.png"], ids["b.png"], ids["x.jpg"]) == (11, 12, 13)
+
+
+def test_run_help_says_how_folder_ids_are_made():
+    res = _invoke("run", "--help")
+    assert "numeric file stem keeps its number" in " ".join(res.output.split())
+
+
+def test_truncated_jpeg_is_skipped_and_counted_in_a_folder(tmp_path, caplog):
+    import logging
+
+    from edgepose.data.sources import open_source
+
+    _png(tmp_path / "1.png")
+    _truncated_jpeg(tmp_path / "2.jpg")
+    (tmp_path / "3.png").write_bytes(_png(tmp_path / "x.png").read_bytes()[:-12])  # PNG without IEND
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        src = open_source(source=str(tmp_path))
+        names = [name for _, _, name in src]
+    assert names == ["1.png", "x.png"] and src.skipped == 2
+    text = caplog.text
+    assert "2.jpg" in text and "truncated JPEG" in text and "truncated PNG" in text
+    assert "skipped 2 of 4 images" in text
+
+
+def test_truncated_single_image_is_an_error(tmp_path):
+    from edgepose.data.sources import open_source
+    from edgepose.errors import SourceError
+
+    with pytest.raises(SourceError, match="truncated JPEG"):
+        open_source(source=str(_truncated_jpeg(tmp_path / "cut.jpg")))
+
+
+def test_zero_frame_video_is_an_error(tmp_path):
+    import cv2
+
+    from edgepose.data.sources import open_source
+    from edgepose.errors import SourceError
+
+    path = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    writer.release()
+    assert cv2.VideoCapture(str(path)).isOpened()  # OpenCV opens it; it just has nothing in it
+    with pytest.raises(SourceError, match="no readable frames"):
+        open_source(source=str(path))
+    res = _invoke("run", "--source", path)
+    assert res.exit_code == 2 and "0 frames" in res.output
+
+
+def test_calibration_skips_truncated_images_and_warns_when_far_short(tmp_path, caplog):
+    import logging
+
+    from edgepose.quant.calibration import load_calibration_images
+
+    for i in range(3):
+        _png(tmp_path / f"{i}.png", seed=i)
+    _truncated_jpeg(tmp_path / "9.jpg")
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        images = load_calibration_images(tmp_path, size=64, progress=False)
+    assert len(images) == 3 and len(images.skipped) == 1 and "truncated JPEG" in images.skipped[0]
+    assert "only 3 usable images of the 64 asked for" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgepose"):
+        load_calibration_images(tmp_path, size=4, progress=False)
+    assert "usable images" not in caplog.text  # 3 of 4 is not "far fewer"

@@ -64,7 +64,9 @@ def _default_models():
 @click.option("--show", is_flag=True, help="Show the overlay in a window (q or Esc stops).")
 @click.option("--save", type=click.Path(dir_okay=False), metavar="OUT.mp4", help="Write the overlay video.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="OUT.json",
-              help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes).")
+              help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes). Image ids "
+              "of a folder: a numeric file stem keeps its number (000000000139.jpg -> 139); other names get "
+              "ids above the largest numeric stem, in sorted name order.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
               show_default=True, help="auto: TensorRT for .engine (else ONNX Runtime on the sibling .onnx), "
               "ONNX Runtime for .onnx.")

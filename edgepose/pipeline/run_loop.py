@@ -73,6 +73,12 @@ def image_id_for(frame_id: int, name: str, kind: str) -> int:
     return int(frame_id)
 
 
+def _image_id(source, frame_id, name) -> int:
+    """Folders assign unique ids per file (:func:`edgepose.data.sources.folder_image_ids`)."""
+    ids = getattr(source, "image_ids", None)
+    return ids[name] if ids and name in ids else image_id_for(frame_id, name, source.kind)
+
+
 class _VideoOut:
     """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`finish` renames it."""
 
@@ -167,7 +173,7 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
                     if show and _show(overlay):
                         source.stop()
                 if json_path:
-                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+                    records.extend(result.to_coco(_image_id(source, frame_id, name)))
                 timer.merge_frame(result.timings)
                 summary.frames_processed += 1
                 summary.persons += len(result)
