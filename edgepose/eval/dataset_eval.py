@@ -110,6 +110,9 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
     finally:
         if bar is not None:
             bar.close()
+    from edgepose.pipeline.caps import warn_caps
+
+    warn_caps(pipe)
     if results:
         metrics = dict(evaluate(coco, results, iou_types=iou_types))
     else:  # pycocotools cannot load an empty result list; nothing found scores 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgepose.errors import UsageError
 from edgepose.eval.timing import StageTimer, format_latency_table
+from edgepose.pipeline.caps import warn_caps
 
 log = logging.getLogger("edgepose")
 
@@ -204,6 +205,7 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
             summary.json_path = _write_json(json_path, records)
         if show:
             _close_windows()
+    warn_caps(pipeline)
     return summary
 
 
