@@ -585,8 +585,9 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
     try:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
         if not writer.isOpened():
-            from edgepose.errors import DependencyError
-            raise DependencyError("OpenCV cannot write MP4 (mp4v) here; install opencv-python-headless>=4.8")
+            from edgepose.io_checks import video_writer_error
+
+            raise video_writer_error(out_path, "mp4v", option="--out")
         try:
             for f in tqdm(range(int(num_frames)), desc="synth clip", unit="frame", disable=not progress):
                 t = f / float(fps)

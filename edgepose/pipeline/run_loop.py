@@ -103,9 +103,10 @@ class _VideoOut:
             self.size = (w, h)
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
+                from edgepose.io_checks import video_writer_error
+
                 self.writer = None
-                raise UsageError(f"cannot write video {self.path}: this OpenCV build has no {self.fourcc} "
-                                 "encoder; try --save out.avi")
+                raise video_writer_error(self.path, self.fourcc)
         if (image.shape[1], image.shape[0]) != self.size:  # folders of mixed sizes
             image = cv2.resize(image, self.size)
         self.writer.write(image)
