@@ -136,3 +136,56 @@ def test_decoder_k_saturation_is_reported(models, caplog):
     with caplog.at_level(logging.WARNING, logger="edgepose"):
         warn_caps(pipe)  # reported once, then reset
     assert caplog.text == ""
+
+
+# ---------------------------------------------------------------- messages that name the real cause
+def _readonly_dir(tmp_path):
+    """A folder this process cannot write to (root ignores permission bits: use /sys)."""
+    import os
+    from pathlib import Path
+
+    if os.geteuid() == 0:
+        folder = Path("/sys")
+        try:
+            (folder / ".edgepose_probe").touch()
+        except OSError:
+            return folder
+        (folder / ".edgepose_probe").unlink()
+        pytest.skip("no read-only folder on this machine")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def test_readonly_save_says_permission_not_codec(models, tmp_path):
+    out = _readonly_dir(tmp_path) / "o.mp4"
+    res = _run("--det", models["det"], "--pose", models["pose"], "--source", _folder(tmp_path), "--save", out)
+    assert res.exit_code == 2, res.output
+    assert "Permission denied" in res.output and "encoder" not in res.output
+
+
+def test_data_clip_into_readonly_folder_does_not_blame_opencv(tmp_path):
+    from edgepose.cli import main
+
+    out = _readonly_dir(tmp_path) / "c.mp4"
+    res = CliRunner().invoke(main, ["data", "clip", "--out", str(out), "--frames", "2", "--size", "64x64"])
+    assert res.exit_code == 2, res.output
+    assert "Permission denied" in res.output and "install" not in res.output
+
+
+def test_build_errors_name_build_options(tmp_path):
+    from edgepose.errors import UsageError
+    from edgepose.quant.build import build_precision
+
+    det = _conv_onnx(tmp_path / "det.onnx", {"hm": 1, "wh": 2}, hw=(64, 64), batch=1)
+    pose = _conv_onnx(tmp_path / "pose.onnx", {"heatmaps": 17})
+    with pytest.raises(MetadataError) as info:
+        build_precision(det, pose, precision="fp16", out_dir=tmp_path / "b", progress=False)
+    assert "`edgepose build` needs" in str(info.value) and "--input-size" not in str(info.value)
+    with pytest.raises(UsageError, match="--det-threshold must be in"):
+        build_precision(det, pose, precision="int8", out_dir=tmp_path / "b", det_threshold=2.0, progress=False)
+    from edgepose.cli import main
+
+    res = CliRunner().invoke(main, ["build", "--int8", "--det-threshold", "-1", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "--det-threshold" in res.output and "score_threshold" not in res.output
