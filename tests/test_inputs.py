@@ -186,3 +186,20 @@ def test_calibration_skips_truncated_images_and_warns_when_far_short(tmp_path, c
     with caplog.at_level(logging.WARNING, logger="edgepose"):
         load_calibration_images(tmp_path, size=4, progress=False)
     assert "usable images" not in caplog.text  # 3 of 4 is not "far fewer"
+
+
+def test_eval_refuses_a_truncated_image(tmp_path):
+    import json
+
+    from edgepose.errors import SourceError
+    from edgepose.eval.dataset_eval import evaluate_pipeline
+    from edgepose.pipeline.pipeline import PoseResult
+
+    _truncated_jpeg(tmp_path / "1.jpg")
+    doc = {"images": [{"id": 1, "file_name": "1.jpg", "width": 128, "height": 96}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 60], "area": 2400.0,
+                            "iscrowd": 0, "num_keypoints": 17, "keypoints": [20, 20, 2] * 17}],
+           "categories": [{"id": 1, "name": "person", "keypoints": [f"k{j}" for j in range(17)], "skeleton": []}]}
+    (tmp_path / "ann.json").write_text(json.dumps(doc))
+    with pytest.raises(SourceError, match="truncated JPEG"):
+        evaluate_pipeline(lambda frame: PoseResult.empty(), tmp_path / "ann.json", tmp_path, progress=False)
