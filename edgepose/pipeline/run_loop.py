@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgepose.errors import UsageError
 from edgepose.eval.timing import StageTimer, format_latency_table
+from edgepose.io_checks import video_writer_error
 from edgepose.pipeline.caps import warn_caps
 
 log = logging.getLogger("edgepose")
@@ -103,8 +104,6 @@ class _VideoOut:
             self.size = (w, h)
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
-                from edgepose.io_checks import video_writer_error
-
                 self.writer = None
                 raise video_writer_error(self.path, self.fourcc)
         if (image.shape[1], image.shape[0]) != self.size:  # folders of mixed sizes
