@@ -17,7 +17,7 @@ def _dim(shape, axis):
         value = shape[axis]
     except IndexError:
         return None
-    return value if isinstance(value, int) else None
+    return value if isinstance(value, int) and value >= 0 else None  # -1 / None / "n": dynamic
 
 
 def _shape_text(shape) -> str:
