@@ -33,7 +33,7 @@ GPU_RC=${PIPESTATUS[0]}
 cat "$LOG.gpu" >> "$LOG"
 
 echo "== TensorRT engines (only where TensorRT is importable)" | tee -a "$LOG"
-if "$PY" -c "import sys; from edgepose.backends.tensorrt_build import tensorrt_status as s; ok, why = s(); print(why); sys.exit(0 if ok else 1)" 2>&1 | tee -a "$LOG"; then
+if "$PY" -c "import sys; from edgepose.backends.trt.version import tensorrt_status as s; ok, why = s(); print(why); sys.exit(0 if ok else 1)" 2>&1 | tee -a "$LOG"; then
   TRT_CHECK_SKIP_TESTS=1 timeout 420 bash benchmarks/trt_check.sh 2>&1 | tail -n 20 | tee -a "$LOG"
 fi
 

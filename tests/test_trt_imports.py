@@ -16,13 +16,14 @@ SCRIPT = textwrap.dedent("""
     for name in ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda",
                  "pycuda.driver", "pycuda.autoinit", "torch"):
         sys.modules[name] = None  # any import of these now raises ImportError
-    import edgepose.backends.tensorrt as rt
-    import edgepose.backends.tensorrt_build as tb
-    import edgepose.backends.engine_manifest as em
-    import edgepose.backends.cuda_mem as cm
+    import edgepose.backends.trt.runner as rt
+    import edgepose.backends.trt.build as tb
+    import edgepose.backends.trt.manifest as em
+    import edgepose.backends.trt.cuda_mem as cm
+    import edgepose.backends.trt.version as tv
     from edgepose.errors import DependencyError
     out = {"imported": True}
-    out["status"] = tb.tensorrt_status()
+    out["status"] = tv.tensorrt_status()
     try:
         cm.import_cudart()
     except DependencyError as exc:
