@@ -22,37 +22,15 @@ import pytest
 from fakes.api import TRT_VERSIONS
 from fakes.fake_cudart import STREAM, FakeCudart
 from fakes.fake_tensorrt import FakeTensorRT
-from onnx import TensorProto, helper
+from helpers.trt_onnx import DET_META, POSE_META, tiny_onnx
 
 from edgepose.backends.trt import build as tb, cuda_mem, logger as tl, profiles as tp, version as tv
 from edgepose.backends.trt.manifest import read_manifest
 from edgepose.backends.trt.plugin_libs import load_plugins_for_engine
 from edgepose.errors import DependencyError, EngineError, NoGPUError, PluginError, UsageError
-from edgepose.metadata import ModelMeta, attach_metadata
 
 
-# ====================================================================== tiny ONNX files
-def _onnx(path, shape, meta=None, op="Mul", domain=""):
-    dims = [d if isinstance(d, int) else str(d) for d in shape]
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, dims)
-    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, dims)
-    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    if op == "Mul":
-        node = helper.make_node("Mul", ["input", "two"], ["out"], name="times_two")
-    else:
-        node = helper.make_node(op, ["input"], ["out"], name="odd_node", domain=domain)
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y], [two]), opset_imports=opsets)
-    model.ir_version = 8
-    if meta is not None:
-        attach_metadata(model, meta)
-    onnx.save(model, str(path))
-    return path
-
-
-POSE_META = ModelMeta(model="tiny_pose", task="sppe", input_size=(4, 4), batch=None, channel_order="RGB")
-DET_META = ModelMeta(model="tiny_det", task="ctdet", input_size=(512, 512), batch=1,
-                     extra={"min_input_size": [256, 320], "max_input_size": [768, 1024]})
+_onnx = tiny_onnx
 
 
 # ====================================================================== version gates

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.backends.trt import cuda_mem
-from edgepose.backends.trt.logger import Heartbeat, make_logger, make_progress_monitor
+from edgepose.backends.trt.logger import make_logger, make_progress_monitor
 from edgepose.backends.trt.profiles import DEFAULT_DET_BATCH, DEFAULT_POSE_BATCH, compute_profiles, onnx_inputs
 from edgepose.backends.trt.version import (adjust_for_dla_supported, dla_supported, import_tensorrt, network_flags,
                                            strongly_typed_mode)
@@ -204,13 +204,12 @@ def configure(trt, builder, plan: BuildPlan, logger):
         _configure_dla(trt, builder, config, options["dla_core"], options["gpu_fallback"])
     cache = attach_timing_cache(config, plan.timing_cache, logger)
     monitor = make_progress_monitor(trt, logger, plan.label)
-    if monitor is not None:
-        config.progress_monitor = monitor
+    config.progress_monitor = monitor
     return config, cache, monitor
 
 
 # ====================================================================== 4. build
-def build_serialized(builder, network, config, plan: BuildPlan, trt_logger, logger, with_monitor: bool) -> tuple:
+def build_serialized(builder, network, config, plan: BuildPlan, trt_logger, logger) -> tuple:
     """Step 4: ``(engine bytes, seconds)``; EngineError quoting TensorRT's last errors when it fails."""
     options = plan.options
     logger.info("%s: TensorRT %s, %s, strongly typed (%s), workspace %d MiB%s%s%s", plan.label, plan.trt_version,
@@ -220,11 +219,7 @@ def build_serialized(builder, network, config, plan: BuildPlan, trt_logger, logg
                 " (ADJUST_FOR_DLA)" if plan.adjust_for_dla else "",
                 f", profiles {plan.profiles}" if plan.profiles else "")
     started = time.monotonic()
-    if with_monitor:
-        serialized = builder.build_serialized_network(network, config)
-    else:
-        with Heartbeat(logger, plan.label):
-            serialized = builder.build_serialized_network(network, config)
+    serialized = builder.build_serialized_network(network, config)
     seconds = time.monotonic() - started
     if serialized is None:
         errors = "; ".join(trt_logger.errors[-3:]) if trt_logger.errors else "see the TensorRT messages above"
@@ -336,7 +331,7 @@ def onnx2engine(onnx_path, engine_path=None, *, workspace_mb: int = DEFAULT_WORK
     builder = trt.Builder(trt_logger)
     network, parser = parse_onnx(trt, builder, plan, trt_logger)  # noqa: F841 -- parser must outlive the build
     config, cache, monitor = configure(trt, builder, plan, logger)  # noqa: F841 -- cache too
-    blob, seconds = build_serialized(builder, network, config, plan, trt_logger, logger, monitor is not None)
+    blob, seconds = build_serialized(builder, network, config, plan, trt_logger, logger)
     save_timing_cache(config, plan.timing_cache, logger)
     save_engine(trt, blob, network, plan, seconds)
     logger.info("wrote %s (%.1f MB, %.0f s) and %s.json", engine_path, len(blob) / 1e6, seconds, engine_path.name)

@@ -35,7 +35,7 @@ def import_cudart():
         except ImportError as exc2:
             errors.append(str(exc2))
             raise DependencyError("the TensorRT runtime needs cuda-python, which cannot be imported "
-                                  f"({'; '.join(errors)}). Install it: pip install 'edgepose[trt]' "
+                                  f"({'; '.join(dict.fromkeys(errors))}). Install it: pip install 'edgepose[trt]' "
                                   "(cuda-python matching your CUDA major version)") from None
     _CUDART = cudart
     return cudart

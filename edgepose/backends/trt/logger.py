@@ -2,8 +2,8 @@
 
 ``make_logger`` subclasses ``trt.ILogger`` (``ILogger`` has no ``min_severity`` in any release;
 only the ready-made ``trt.Logger`` has), so severity filtering happens in ``log()`` against
-the Python logger's level.  ``make_progress_monitor`` adapts ``trt.IProgressMonitor`` (10.x
-and 11.x) to log lines for the top-level build phases; ``Heartbeat`` is the fallback.
+the Python logger's level.  ``make_progress_monitor`` adapts ``trt.IProgressMonitor`` (in every
+supported release, 10.3-11.x) to log lines for the top-level build phases.
 """
 from __future__ import annotations
 
@@ -81,10 +81,8 @@ class _Progress:
 
 
 def make_progress_monitor(trt, logger: logging.Logger, label: str):
-    """An ``IProgressMonitor`` logging top-level phases, or None when TensorRT lacks the interface."""
-    base = getattr(trt, "IProgressMonitor", None)
-    if base is None:
-        return None
+    """A ``trt.IProgressMonitor`` logging the top-level build phases."""
+    base = trt.IProgressMonitor
     state = _Progress(logger, label)
 
     class _Monitor(base):
@@ -101,25 +99,3 @@ def make_progress_monitor(trt, logger: logging.Logger, label: str):
             state.finish(phase_name)
 
     return _Monitor()
-
-
-class Heartbeat:
-    """Fallback progress: a log line every ``every`` seconds while the build runs."""
-
-    def __init__(self, logger: logging.Logger, label: str, every: float = 15.0):
-        self.logger, self.label, self.every = logger, label, every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        started = time.monotonic()
-        while not self._stop.wait(self.every):
-            self.logger.info("%s: still building (%.0f s)", self.label, time.monotonic() - started)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=1.0)
