@@ -112,7 +112,8 @@ def _in_range(name, trt_version) -> bool:
 def test_the_code_paths_touch_the_api_they_should(used):
     names = set().union(*used["tensorrt"].values())
     for expected in ("Builder()", "Builder.build_serialized_network", "IBuilderConfig.set_memory_pool_limit",
-                     "IBuilderConfig.builder_optimization_level=", "IBuilderConfig.DLA_core=", "BuilderFlag.GPU_FALLBACK",
+                     "IBuilderConfig.builder_optimization_level=", "IBuilderConfig.DLA_core=",
+                     "BuilderFlag.GPU_FALLBACK",
                      "IExecutionContext.set_tensor_address", "IExecutionContext.execute_async_v3",
                      "ICudaEngine.get_tensor_profile_shape", "OnnxParser.parse_from_file", "tensorrt.nptype"):
         assert expected in names, f"{expected} not exercised: the contract would not cover it"
@@ -129,7 +130,8 @@ def test_tensorrt_names_exist_in_every_supported_release(used, snapshot):
         if _in_range(name, snapshot):
             assert has_name(snap, name), f"{name} is guarded as {GUARDED[name]} but TensorRT {snapshot} lacks it"
         else:
-            assert name not in used["tensorrt"][snapshot], f"{name} used on TensorRT {snapshot}, outside {GUARDED[name]}"
+            assert name not in used["tensorrt"][snapshot], \
+                f"{name} used on TensorRT {snapshot}, outside {GUARDED[name]}"
 
 
 def test_guards_are_needed_and_used(used):
@@ -175,7 +177,8 @@ def test_names_exist_in_the_installed_releases(used):
         snap = _live_snapshot(module)
         if module == "tensorrt":
             version.check_trt_version(snap["version"])
-            names = {n for n in set().union(*used["tensorrt"].values()) if n not in GUARDED or _in_range(n, snap["version"])}
+            names = {n for n in set().union(*used["tensorrt"].values())
+                     if n not in GUARDED or _in_range(n, snap["version"])}
         else:
             names = set().union(*used["cuda"].values())
         missing = sorted(n for n in names if not has_name(snap, n))

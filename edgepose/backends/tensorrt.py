@@ -1,2 +1,4 @@
 """Compatibility alias: the TensorRT runner lives in :mod:`edgepose.backends.trt.runner`."""
-from edgepose.backends.trt.runner import TensorRTRunner  # noqa: F401
+from edgepose.backends.trt.runner import TensorRTRunner
+
+__all__ = ["TensorRTRunner"]

@@ -166,7 +166,8 @@ class Strict:
         if name in cls._api["attributes"]:
             cls._recorder.add(f"{cls._qual}.{name}")
         elif cls is cls._bound:
-            raise AttributeError(f"'tensorrt.{cls._qual}' object has no attribute '{name}' (not in {cls._recorder.api})")
+            raise AttributeError(f"'tensorrt.{cls._qual}' object has no attribute '{name}' "
+                                 f"(not in {cls._recorder.api})")
         return object.__getattribute__(self, name)
 
     def __getattr__(self, name):  # normal lookup failed
@@ -186,7 +187,8 @@ class Strict:
             object.__setattr__(self, name, value)  # fake state, or a user subclass's own attribute
             return
         if real is None:
-            raise AttributeError(f"'tensorrt.{cls._qual}' object has no attribute '{name}' (not in {cls._recorder.api})")
+            raise AttributeError(f"'tensorrt.{cls._qual}' object has no attribute '{name}' "
+                                 f"(not in {cls._recorder.api})")
         if real["kind"] != "property" or not real.get("writable"):
             raise AttributeError(f"tensorrt.{cls._qual}.{name} is read-only in {cls._recorder.api}")
         cls._recorder.add(f"{cls._qual}.{name}=")

@@ -148,8 +148,8 @@ class ITimingCache(Strict):
 class IBuilderConfig(Strict):
     def _setup(self):
         self._pools, self._profiles, self._flags, self._cache, self._loaded = {}, [], 0, None, None
-        self._values.update(default_device_type=self._fake.enum("DeviceType", "GPU"), DLA_core=-1, progress_monitor=None,
-                            builder_optimization_level=3)
+        self._values.update(default_device_type=self._fake.enum("DeviceType", "GPU"), DLA_core=-1,
+                            progress_monitor=None, builder_optimization_level=3)
 
     def set_memory_pool_limit(self, pool, pool_size):
         self._pools[pool] = pool_size

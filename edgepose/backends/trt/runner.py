@@ -51,7 +51,8 @@ class TensorRTRunner(Runner):
     def __init__(self, engine_path, device: int = 0, meta=None, check: bool = True, plugin_lib=None, **other_kw):
         unknown = sorted(set(other_kw) - set(self._OTHER_BACKENDS_KW))
         if unknown:
-            raise UsageError(f"TensorRTRunner got unknown option(s) {unknown}; it takes device, meta, check, plugin_lib")
+            raise UsageError(f"TensorRTRunner got unknown option(s) {unknown}; "
+                             "it takes device, meta, check, plugin_lib")
         self._closed = True  # close() is safe even when __init__ fails half way
         self._buffers = {}
         self._stream = None
