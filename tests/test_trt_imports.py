@@ -88,3 +88,14 @@ def test_factory_falls_back_to_onnxruntime_without_tensorrt(tmp_path, tiny_onnx)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["onnxruntime", "det.fp16.onnx"]
     assert "ONNX Runtime" in proc.stderr and "TensorRT" in proc.stderr
+
+
+def test_runner_imports_nothing_from_build():
+    """Loader and runner stay apart (Polygraphy style): running an engine needs no build code."""
+    import ast
+
+    tree = ast.parse((REPO / "edgepose" / "backends" / "trt" / "runner.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert imported and not any(m.startswith("edgepose.backends.trt.build") for m in imported), sorted(imported)
+    assert not any(m.startswith(("tensorrt", "cuda")) for m in imported)  # both only through trt.version/cuda_mem

@@ -208,14 +208,14 @@ class Builder(Strict):
             self._logger.log(fake.enum("ILogger.Severity", "ERROR"), "out of memory")
             return None
         fake.builds += 1
-        monitor = config.progress_monitor
+        monitor = config._values.get("progress_monitor")  # fake-side reads stay out of the recorder
         if monitor is not None:
             monitor.phase_start("Building", None, 1)
             monitor.step_complete("Building", 0)
             monitor.phase_finish("Building")
         if config._cache is not None:
             config._cache._data = bytes(memoryview(config._cache.serialize())) + b"|built"
-        io = [{"name": t.name, "shape": list(t.shape), "mode": mode}
+        io = [{"name": t._name, "shape": list(t._shape), "mode": mode}
               for mode, ts in ((1, network._inputs), (2, network._outputs)) for t in ts]
         profiles = {k: [list(s) for s in v] for p in config._profiles for k, v in p._shapes.items()}
         return fake.host_memory(json.dumps({"io": io, "profiles": profiles}).encode())
