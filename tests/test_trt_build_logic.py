@@ -257,6 +257,17 @@ def test_build_on_trt11_uses_no_creation_flag(fakes, tmp_path, version):
     assert read_manifest(engine).strongly_typed == "always"
 
 
+def test_foreign_timing_cache_is_replaced(fakes, tmp_path, caplog):
+    fake = fakes.use("10.3.0")
+    fake.reject_timing_cache = True
+    cache = tmp_path / "t.timing"
+    cache.write_bytes(b"from another GPU")
+    with caplog.at_level(logging.WARNING, logger="edgepose.tensorrt"):
+        tb.onnx2engine(_onnx(tmp_path / "det.onnx", [1, 3, 8, 8], DET_META), timing_cache=cache)
+    assert "does not fit this TensorRT/GPU" in caplog.text
+    assert cache.read_bytes() == b"timing:|built"  # the fresh cache replaced the foreign one
+
+
 def test_manifest_names_dtypes_numpy_lacks(fakes, tmp_path):
     fakes.use("10.3.0", io_dtype="BF16")  # trt.nptype raises TypeError for BF16
     engine = tb.onnx2engine(_onnx(tmp_path / "det.onnx", [1, 3, 8, 8], DET_META), timing_cache=False)

@@ -163,6 +163,8 @@ class IBuilderConfig(Strict):
         return self._fake.cls("ITimingCache")._make(serialized_timing_cache)
 
     def set_timing_cache(self, cache, ignore_mismatch):
+        if self._fake.reject_timing_cache and cache._data:  # another TensorRT/GPU's cache
+            return False
         self._cache = cache
         return True
 
@@ -322,7 +324,7 @@ class FakeTensorRT:
         self.recorder = Recorder(f"TensorRT {self.snapshot_version}")
         self.builders, self.parsers, self.contexts = [], [], []
         self.builds, self.fail_build, self.dla_cores, self.stream_handle = 0, False, 2, None
-        self.io_dtype, self.refuse_address = io_dtype, set()
+        self.io_dtype, self.refuse_address, self.reject_timing_cache = io_dtype, set(), False
         module = _FakeModule("tensorrt")
         module._recorder, module._snapshot = self.recorder, snap
         module.__version__ = version

@@ -16,6 +16,9 @@ def default_timing_cache(trt_version: str, compute_capability: str) -> Path:
 
 
 def attach_timing_cache(config, path: Path | None, logger):
+    """Give ``config`` the cache read from ``path`` (empty when absent; a fresh one when TensorRT
+    rejects the file: ``set_timing_cache`` returns False for another TensorRT/GPU's cache).
+    Returns the ITimingCache, which must outlive the build; None when ``path`` is None (off)."""
     if path is None:
         return None
     data = b""
@@ -23,7 +26,7 @@ def attach_timing_cache(config, path: Path | None, logger):
         data = path.read_bytes()
     cache = config.create_timing_cache(data)
     ok = config.set_timing_cache(cache, False)
-    if ok is False and data:
+    if not ok and data:
         logger.warning("edgepose: timing cache %s does not fit this TensorRT/GPU; starting a new one", path)
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
@@ -33,6 +36,7 @@ def attach_timing_cache(config, path: Path | None, logger):
 
 
 def save_timing_cache(config, path: Path | None, logger):
+    """Write the config's timing cache to ``path`` atomically (a failure only warns)."""
     if path is None:
         return
     from edgepose.io_utils import atomic_path
