@@ -88,8 +88,10 @@ def _run_build_and_runner(trt_version, cuda_version, tmp_path, monkeypatch) -> t
 def used(tmp_path_factory):
     """``{"tensorrt": {version: names}, "cuda": {version: names}}`` from running the code paths."""
     out = {"tensorrt": {}, "cuda": {}}
+    trt_log = logging.getLogger("edgepose.tensorrt")
+    level = trt_log.level
     with pytest.MonkeyPatch.context() as mp:
-        logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)  # every log() branch runs
+        trt_log.setLevel(logging.DEBUG)  # every log() branch runs
         for i, trt_version in enumerate(TRT_VERSIONS):
             cuda_version = CUDA_VERSIONS[i % len(CUDA_VERSIONS)]
             trt_names, cuda_names = _run_build_and_runner(trt_version, cuda_version,
@@ -100,7 +102,7 @@ def used(tmp_path_factory):
             _, cuda_names = _run_build_and_runner(TRT_VERSIONS[0], cuda_version,
                                                   tmp_path_factory.mktemp(f"c{cuda_version}"), mp)
             out["cuda"].setdefault(cuda_version, set()).update(cuda_names)
-        logging.getLogger("edgepose.tensorrt").setLevel(logging.NOTSET)
+        trt_log.setLevel(level)
     return out
 
 
