@@ -43,7 +43,10 @@ grep -E '^\[timing\] ' "$LOG.gpu" >> "$LOG"
 
 echo "== TensorRT engines (only where TensorRT is importable)" | tee -a "$LOG"
 TRT_RC=skipped
-if "$PY" -c "import sys; from edgepose.backends.trt.version import tensorrt_status as s; ok, why = s(); print(why); sys.exit(0 if ok else 1)" 2>&1 | tee -a "$LOG"; then
+TRT_STATUS=$("$PY" -c "import sys; from edgepose.backends.trt.version import tensorrt_status as s; ok, why = s(); print(why); sys.exit(0 if ok else 1)" 2>&1)
+TRT_OK=$?
+echo "$TRT_STATUS" | tee -a "$LOG"
+if [ "$TRT_OK" -eq 0 ]; then
   LEFT=$((START + 465 - $(date +%s)))  # the whole script stays under 8 minutes
   [ "$LEFT" -lt 30 ] && LEFT=30
   TRT_CHECK_SKIP_TESTS=1 timeout "$LEFT" bash benchmarks/trt_check.sh 2>&1 | tail -n 20 | tee -a "$LOG"

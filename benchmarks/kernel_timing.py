@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        log.error("[timing] no CUDA device visible to torch; nothing timed")
+        log.error("kernel timing: no CUDA device visible to torch (a CPU build?); nothing timed")
         return 3
     lib, message = build_shim(args.shim_dir or tempfile.mkdtemp(prefix="ep-shim-"))
     log.info(message)
