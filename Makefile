@@ -24,7 +24,7 @@ test: install
 # Developer targets (need network, binutils, gcc): regenerate tests/data/trt_api from the real
 # binding wheels, and run the TensorRT tests with the real 10.3 / 11.4 bindings importable
 # (stub libraries, no GPU). See docs/tensorrt.md.
-TRT_API_TESTS := tests/test_trt_api_contract.py tests/test_trt_build_logic.py tests/test_trt_imports.py \
+TRT_API_TESTS := tests/test_trt_api_contract.py tests/test_trt_build_logic.py tests/test_trt_runner.py tests/test_trt_imports.py \
                  tests/test_runners.py tests/test_lazy_imports.py tests/gpu
 trt-api-snapshots: install
 	for v in 10.3.0 10.16.0.72 11.4.0.106; do $(BIN)/python tools/trt_api_snapshot.py tensorrt $$v || exit 1; done
