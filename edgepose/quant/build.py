@@ -375,9 +375,10 @@ def _cosines_models(fp32_model, q_model, feeds) -> dict:
 
 def build_engines(report: dict, out_dir, **trt_options) -> tuple:
     """Build TensorRT engines from the written ONNX files when TensorRT can be used here.
-    ``trt_options`` go to :func:`edgepose.backends.tensorrt_build.onnx2engine` (workspace_mb,
+    ``trt_options`` go to :func:`edgepose.backends.trt.build.onnx2engine` (workspace_mb,
     dla_core, pose_batch, force, ...).  Returns ``(engine paths, None)`` or ``([], reason)``."""
-    from edgepose.backends.tensorrt_build import onnx2engine, tensorrt_status
+    from edgepose.backends.trt.build import onnx2engine
+    from edgepose.backends.trt.version import tensorrt_status
 
     ok, why = tensorrt_status()  # TensorRT missing / wrong version, no cuda-python, no GPU
     if not ok:
