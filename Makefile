@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # CPU build of PyTorch; any other spec may pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean trt-api-snapshots test-real-trt-api
 
 $(BIN)/edgepose: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,21 @@ triton: $(VENV)/.triton-client $(TRITON_DIR)/server/.installed
 
 test: install triton
 	EDGEPOSE_CACHE=$(EDGEPOSE_CACHE) $(BIN)/python -m pytest -q
+
+# Developer targets (need network, binutils, gcc): regenerate tests/data/trt_api from the real
+# binding wheels, and run the TensorRT tests with the real 10.3 / 11.4 bindings importable
+# (stub libraries, no GPU). See docs/tensorrt.md.
+TRT_API_TESTS := tests/test_trt_api_contract.py tests/test_trt_build_logic.py tests/test_trt_runner.py tests/test_trt_imports.py \
+                 tests/test_runners.py tests/test_lazy_imports.py tests/gpu
+trt-api-snapshots: install
+	for v in 10.3.0 10.16.0.72 11.4.0.106; do $(BIN)/python tools/trt_api_snapshot.py tensorrt $$v || exit 1; done
+	for r in cuda-python==12.2.1 cuda-python==12.6.2.post1 cuda-bindings==12.9.0 cuda-bindings==13.0.0; do \
+		$(BIN)/python tools/trt_api_snapshot.py cuda $$r || exit 1; done
+
+test-real-trt-api: install
+	for v in 10.3.0 11.4.0.106; do d=$$(mktemp -d) && \
+		$(BIN)/python tools/trt_api_snapshot.py env $$v --dir $$d > $$d/env.sh && \
+		( . $$d/env.sh && $(BIN)/python -m pytest -q $(TRT_API_TESTS) ) || exit 1; done
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

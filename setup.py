@@ -26,8 +26,12 @@ setup(
         "torch": ["torch>=2.1", "onnxsim>=0.4.36"],
         # evaluation and benchmark plots
         "eval": ["pycocotools>=2.0.7", "matplotlib>=3.7"],
-        # TensorRT backend (JetPack ships tensorrt as a system package; see README)
+        # TensorRT backend (JetPack ships tensorrt as a system package; see docs/tensorrt.md).
+        # TensorRT 10.3-11.x exists for CUDA 12 and for CUDA 13 (11.x too): pick the one matching
+        # the driver with trt-cu12 / trt-cu13; cuda-python must have the same major version.
         "trt": ["tensorrt>=10.3,<12", "cuda-python>=12.2"],
+        "trt-cu12": ["tensorrt-cu12>=10.3,<12", "cuda-python>=12.2,<13"],
+        "trt-cu13": ["tensorrt-cu13>=10.13,<12", "cuda-python>=13,<14"],
         # JetPack 6 ships TensorRT 10.3 as a system package: only cuda-python comes from PyPI
         "jetson": ["cuda-python>=12.2,<13"],
         # client of Triton Inference Server (`edgepose run --triton`, tests); the server itself

@@ -27,7 +27,7 @@ say "== TensorRT ($(date -u +%Y-%m-%dT%H:%M:%SZ))"
 nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null | tee -a "$LOG" \
   || say "nvidia-smi: not available"
 STATUS=$("$PY" -c 'import sys
-from edgepose.backends.tensorrt_build import tensorrt_status
+from edgepose.backends.trt.version import tensorrt_status
 ok, why = tensorrt_status()
 print(("ready: " if ok else "NOT AVAILABLE: ") + why)
 sys.exit(0 if ok else 3)' 2>&1)
@@ -49,12 +49,12 @@ say "== engines (onnx2engine for any .onnx without one; skipped when the manifes
 "$PY" - "$BUILD" <<'EOF' 2>&1 | tee -a "$LOG"
 import logging, sys
 from pathlib import Path
-from edgepose.backends.engine_manifest import read_manifest
-from edgepose.backends.tensorrt_build import build_engines
+from edgepose.backends.trt.manifest import read_manifest
+from edgepose.backends.trt.build import build_engine_files
 logging.basicConfig(level=logging.INFO, format="  %(message)s")
 build = Path(sys.argv[1])
 onnx = [p for p in sorted(build.glob("*.onnx")) if p.name.split(".")[1:2] in (["fp16"], ["int8"])]
-engines = build_engines(onnx, build, timing_cache=build / "trt.timing")
+engines = build_engine_files(onnx, build, timing_cache=build / "trt.timing")
 for e in engines:
     m = read_manifest(e)
     print(f"  {e.name}: TensorRT {m.tensorrt_version}, sm {m.compute_capability}, {m.precision}, "

@@ -53,3 +53,7 @@ class PluginError(EdgeposeError):
 
 class EngineError(EdgeposeError):
     """A TensorRT engine cannot be built or does not fit this machine."""
+
+
+class NoGPUError(DependencyError):
+    """No usable CUDA GPU here (no device, no driver): the TensorRT backend cannot run, ONNX Runtime can."""

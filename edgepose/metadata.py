@@ -70,6 +70,9 @@ class ModelMeta:
         if self.task not in TASKS:
             raise MetadataError(f"unknown task {self.task!r}; expected one of {TASKS}")
         self.input_size = tuple(int(v) for v in self.input_size)
+        if len(self.input_size) != 2 or min(self.input_size) <= 0:
+            raise MetadataError(f"input_size must be (H, W) with both sides > 0, got {self.input_size}; "
+                                "pass an input size such as 512x512")
         self.mean = tuple(float(v) for v in self.mean)
         self.std = tuple(float(v) for v in self.std)
         self.keypoint_names = tuple(self.keypoint_names)

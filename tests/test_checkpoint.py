@@ -3,6 +3,7 @@
 import pickle
 
 import pytest
+import numpy as np
 import torch
 
 from edgepose.errors import CheckpointError
@@ -65,10 +66,34 @@ def test_mismatched_model_lists_keys_and_guesses(tmp_path):
     assert "24 missing keys" in text and "9 wrong-shaped keys" in text
     assert "deconv_layers.0.weight file (512, 256, 4, 4) vs model (256, 512, 3, 3)" in text
     assert "(+19 more)" in text  # long lists are cut with a count
-    assert "looks like centernet_ctdet_res18" in text  # exact signature of the reference manifest
+    assert "It loads into centernet_res18 (see" in text  # checked by building the model, not guessed
+    assert "strict=False" not in text  # not a CLI option
     save_checkpoint(create("centernet_resdcn18"), tmp_path / "dcn.pth", fmt="centernet")
     with pytest.raises(CheckpointError, match=r"27 unexpected keys: deconv_layers.0.bias"):
         load_checkpoint(create("centernet_res18"), tmp_path / "dcn.pth")
+
+
+def test_no_model_is_suggested_unless_the_file_loads_into_it(tmp_path):
+    state = create("centernet_res18").state_dict()
+    del state["deconv_layers.0.weight"]  # a res18 layout that no zoo model takes any more
+    torch.save({"epoch": 0, "state_dict": state}, str(tmp_path / "odd.pth"))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(create("centernet_resdcn18"), tmp_path / "odd.pth")
+    text = str(info.value)
+    assert "No edgepose zoo model takes it" in text and "loads into" not in text and "looks like" not in text
+    assert "strict=False" not in text
+
+
+def test_folder_and_random_bytes_get_their_own_messages(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder, not a file"):
+        read_state_dict(tmp_path)
+    (tmp_path / "noise.pth").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(tmp_path / "noise.pth")
+    assert "random or damaged bytes" in str(info.value) and "pickled Python objects" not in str(info.value)
+    (tmp_path / "text.pth").write_text("hello world\n" * 50)
+    with pytest.raises(CheckpointError, match="random or damaged bytes"):
+        read_state_dict(tmp_path / "text.pth")
 
 
 def test_wrong_class_count_names_shapes(tmp_path):
@@ -85,7 +110,7 @@ def test_truncated_file_is_reported(tmp_path):
     save_checkpoint(create("centernet_res18"), path)
     data = path.read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or not a PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="damaged or truncated torch.save archive"):
         read_state_dict(tmp_path / "cut.pth")
 
 

@@ -16,13 +16,14 @@ SCRIPT = textwrap.dedent("""
     for name in ("tensorrt", "cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart", "pycuda",
                  "pycuda.driver", "pycuda.autoinit", "torch"):
         sys.modules[name] = None  # any import of these now raises ImportError
-    import edgepose.backends.tensorrt as rt
-    import edgepose.backends.tensorrt_build as tb
-    import edgepose.backends.engine_manifest as em
-    import edgepose.backends.cuda_mem as cm
+    import edgepose.backends.trt.runner as rt
+    import edgepose.backends.trt.build as tb
+    import edgepose.backends.trt.manifest as em
+    import edgepose.backends.trt.cuda_mem as cm
+    import edgepose.backends.trt.version as tv
     from edgepose.errors import DependencyError
     out = {"imported": True}
-    out["status"] = tb.tensorrt_status()
+    out["status"] = tv.tensorrt_status()
     try:
         cm.import_cudart()
     except DependencyError as exc:
@@ -87,3 +88,14 @@ def test_factory_falls_back_to_onnxruntime_without_tensorrt(tmp_path, tiny_onnx)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["onnxruntime", "det.fp16.onnx"]
     assert "ONNX Runtime" in proc.stderr and "TensorRT" in proc.stderr
+
+
+def test_runner_imports_nothing_from_build():
+    """Loader and runner stay apart (Polygraphy style): running an engine needs no build code."""
+    import ast
+
+    tree = ast.parse((REPO / "edgepose" / "backends" / "trt" / "runner.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert imported and not any(m.startswith("edgepose.backends.trt.build") for m in imported), sorted(imported)
+    assert not any(m.startswith(("tensorrt", "cuda")) for m in imported)  # both only through trt.version/cuda_mem

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edgepose.backends.engine_manifest import (EngineManifest, cache_key, check_compatible, is_up_to_date,
+from edgepose.backends.trt.manifest import (EngineManifest, cache_key, check_compatible, is_up_to_date,
                                                manifest_path, read_manifest, write_manifest)
 from edgepose.errors import EngineError
 from edgepose.io_utils import sha256_file

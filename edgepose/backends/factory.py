@@ -1,6 +1,6 @@
 """Pick a backend for a model file or zoo name.
 
-* ``*.engine`` -> TensorRT (``edgepose.backends.tensorrt``); when TensorRT cannot be used on
+* ``*.engine`` -> TensorRT (``edgepose.backends.trt.runner``); when TensorRT cannot be used on
   this machine and ``backend="auto"``, the sibling ``*.onnx`` runs on ONNX Runtime instead,
   with a one-line warning naming the backend that runs.
 * ``*.onnx``   -> ONNX Runtime.
@@ -75,7 +75,7 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
     if suffix in (".engine", ".plan"):
         if backend in ("auto", "tensorrt"):
             try:
-                from edgepose.backends.tensorrt import TensorRTRunner
+                from edgepose.backends.trt.runner import TensorRTRunner
 
                 trt_kw = {k: v for k, v in kw.items() if k not in _ORT_ONLY}
                 return _with_overrides(TensorRTRunner(text, **trt_kw), meta_overrides)
@@ -92,7 +92,7 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
         if not onnx_path.is_file():
             raise DependencyError(f"cannot run {text}: {reason}; and there is no {onnx_path.name} beside it "
                                   "to run on ONNX Runtime. Install TensorRT or pass the .onnx file")
-        log.warning("edgepose: warning: TensorRT unavailable (%s); running %s on ONNX Runtime", reason, onnx_path)
+        log.warning("edgepose: warning: TensorRT cannot run here (%s); running %s on ONNX Runtime", reason, onnx_path)
         text, suffix = str(onnx_path), ".onnx"
 
     if backend == "tensorrt":

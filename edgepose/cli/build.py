@@ -25,7 +25,7 @@ from edgepose.cli import main
 @click.option("--measure/--no-measure", default=False, show_default=True, help="Measure AP of FP32 vs the result.")
 @click.option("--cpu-rewrite", is_flag=True, help="Rewrite ConvTranspose(4x4,s2) as Conv + DepthToSpace so ONNX "
                                                   "Runtime CPU runs it in INT8 (TensorRT does not need it).")
-@click.option("--det-threshold", default=0.1, show_default=True, type=float,
+@click.option("--det-threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Detector score for the people whose crops calibrate the pose model.")
 @click.option("--threads", default=2, show_default=True, type=int, help="ONNX Runtime CPU threads for timing/AP.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")

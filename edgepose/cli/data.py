@@ -4,20 +4,12 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
-from edgepose.errors import UsageError
+from edgepose.cli._options import parse_hw
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """'256x192' -> (256, 192) as (H, W); a single number means a square."""
-    try:
-        parts = [int(v) for v in str(text).lower().replace("*", "x").split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) < 32:
-        raise UsageError(f"--size {text!r}: give HxW with both >= 32, e.g. --size 256x256")
-    return parts[0], parts[1]
+    return parse_hw(text, "--size", lo=32, example="256x256")
 
 
 @main.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
-from edgepose.cli._options import parse_size
+from edgepose.cli._options import size_callback
 
 
 @main.command("models")
@@ -23,8 +23,8 @@ def models_cmd():
 @click.option("--weights", required=True, metavar="FILE|random",
               help="Official checkpoint (.pth/.pkl) or 'random' for random init.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output ONNX path.")
-@click.option("--input-size", callback=lambda c, p, v: parse_size(v), metavar="HxW",
-              help="Network input size (default: the model's, e.g. 512x512).")
+@click.option("--input-size", callback=size_callback(), metavar="HxW",
+              help="Network input size (default: the model's, e.g. 512x512; each side 16-4096).")
 @click.option("--batch", default="1", show_default=True, metavar="N|dynamic",
               help="Fixed batch size or 'dynamic' (pose models in the pipeline want dynamic).")
 @click.option("--opset", type=int, help="ONNX opset (default 17; 19 for deformable convs).")

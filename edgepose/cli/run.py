@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
+from edgepose.cli._options import parse_hw
 from edgepose.errors import CheckpointError, DependencyError, UsageError
 
 _ROLES = ("det", "pose")
@@ -22,12 +23,9 @@ def _parse_overrides(input_sizes, means, stds) -> dict:
     out = {role: {} for role in _ROLES}
     for raw in input_sizes:
         roles, text = _split_role(raw, "--input-size")
-        try:
-            h, w = (int(v) for v in text.lower().replace(",", "x").split("x"))
-        except ValueError:
-            raise UsageError(f"--input-size {raw!r}: write HxW, e.g. 512x512 or pose:256x192") from None
+        size = parse_hw(text, "--input-size", example="512x512 or pose:256x192", shown=raw)
         for role in roles:
-            out[role]["input_size"] = (h, w)
+            out[role]["input_size"] = size
     for option, values, key in (("--mean", means, "mean"), ("--std", stds, "std")):
         for raw in values:
             roles, text = _split_role(raw, option)
@@ -81,12 +79,14 @@ def _run_on_triton(url, det, src, loop_kw):
               "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in detector.")
 @click.option("--pose", metavar="MODEL", help="Pose estimator: .onnx or .engine (FastPose / SimplePose); "
               "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in pose model.")
-@click.option("--camera", type=int, metavar="N", help="Read camera N (/dev/videoN).")
+@click.option("--camera", type=click.IntRange(0), metavar="N", help="Read camera N (/dev/videoN).")
 @click.option("--source", metavar="FILE|DIR|URL", help="Video file, image, folder of images or rtsp/http URL.")
 @click.option("--show", is_flag=True, help="Show the overlay in a window (q or Esc stops).")
 @click.option("--save", type=click.Path(dir_okay=False), metavar="OUT.mp4", help="Write the overlay video.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="OUT.json",
-              help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes).")
+              help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes). Image ids "
+              "of a folder: a numeric file stem keeps its number (000000000139.jpg -> 139); other names get "
+              "ids above the largest numeric stem, in sorted name order.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
               show_default=True, help="auto: TensorRT for .engine (else ONNX Runtime on the sibling .onnx), "
               "ONNX Runtime for .onnx.")
@@ -99,7 +99,8 @@ def _run_on_triton(url, det, src, loop_kw):
               help="CenterNet input geometry; keep_res needs a detector exported with dynamic H/W.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--input-size", "input_sizes", multiple=True, metavar="[det:|pose:]HxW",
-              help="Input size for a model exported without edgepose metadata (repeatable).")
+              help="Input size for a model exported without edgepose metadata (repeatable; "
+              "each side 16-4096).")
 @click.option("--mean", "means", multiple=True, metavar="[det:|pose:]M1,M2,M3",
               help="Per-channel mean (after /255) for a model without metadata.")
 @click.option("--std", "stds", multiple=True, metavar="[det:|pose:]S1,S2,S3",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
+from edgepose.cli._options import size_callback
 
 
 def _common(func):
@@ -20,7 +21,8 @@ def _common(func):
         click.option("--batch-size", type=click.IntRange(1), default=None),
         click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
                      help="Peak AdamW learning rate (warm-up, then cosine decay)."),
-        click.option("--input-size", default=None, metavar="HxW", help="Network input (default: the model's)."),
+        click.option("--input-size", default=None, metavar="HxW", callback=size_callback(lo=32, example="256x192"),
+                     help="Network input (default: the model's; both sides multiples of 32, 32-4096)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--resume", is_flag=True, help="Continue from --out and its .resume side file."),
         click.option("--threads", type=click.IntRange(1), default=None,

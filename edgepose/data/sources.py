@@ -43,6 +43,59 @@ def _quiet_opencv(cv2):
         logging_api.setLogLevel(old)
 
 
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _truncation(data: bytes):
+    """Why ``data`` is a cut-off JPEG/PNG (None when complete or another format).  libjpeg
+    decodes a truncated JPEG as a half-grey image and only prints a warning, so the end
+    markers are checked: JPEG must end in EOI (FF D9), PNG in its IEND chunk."""
+    tail = data.rstrip(b"\x00\r\n\t ")  # some writers pad after the end marker
+    if data[:2] == b"\xff\xd8" and not tail.endswith(b"\xff\xd9"):
+        return "truncated JPEG (no end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and not tail.endswith(_PNG_END):
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def read_image_checked(path):
+    """``(image_bgr, None)`` or ``(None, reason)`` for a file that cannot be used whole:
+    unreadable, not an image, or a truncated JPEG/PNG."""
+    import numpy as np
+
+    cv2 = _cv2()
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return None, f"cannot read it ({exc.strerror or exc})"
+    reason = _truncation(data)
+    if reason:
+        return None, reason
+    with _quiet_opencv(cv2):
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None or image.size == 0:
+        return None, "not a readable image"
+    return image, None
+
+
+def folder_image_ids(names) -> dict:
+    """COCO image id per file name, unique per file: a numeric stem keeps its number
+    (``000000000139.jpg`` -> 139); other names, and repeats of a number already taken,
+    get ids above the largest numeric stem, in sorted name order."""
+    ids, taken = {}, set()
+    for name in sorted(names):
+        stem = Path(name).stem
+        if stem.isdigit() and int(stem) not in taken:
+            ids[name] = int(stem)
+            taken.add(int(stem))
+    next_id = max(taken, default=0) + 1
+    for name in sorted(names):
+        if name not in ids:
+            ids[name] = next_id
+            next_id += 1
+    return ids
+
+
 class Source:
     """Base class; subclasses implement ``_frames()`` yielding (frame_bgr, name)."""
 
@@ -102,10 +155,15 @@ class _CaptureSource(Source):
         w, h = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self.size = (w, h) if w > 0 and h > 0 else None
 
+    _first = None  # a frame read ahead at open time (VideoSource), delivered first
+
     def _frames(self):
         index = 0
         while True:
-            ok, frame = self.cap.read()
+            if self._first is not None:
+                ok, frame, self._first = True, self._first, None
+            else:
+                ok, frame = self.cap.read()
             if not ok or frame is None:
                 if self.total is None or index < self.total:
                     self._ended_at(index)
@@ -166,10 +224,18 @@ class VideoSource(_CaptureSource):
                          "by this OpenCV build; convert it with `ffmpeg -i IN -c:v libx264 OUT.mp4`")
         count = int(self.cap.get(_cv2().CAP_PROP_FRAME_COUNT))
         self.total = count if count > 0 else None
+        ok, first = self.cap.read()
+        if not ok or first is None:  # nothing to process is an error, not an empty success
+            self.cap.release()
+            raise SourceError(f"video {path} has no readable frames (0 frames); check the file plays, "
+                              "or re-encode it with `ffmpeg -i IN -c:v libx264 OUT.mp4`")
+        self._first = first
 
 
 class ImageFolderSource(Source):
-    """Every image in a folder, sorted by name.  Unreadable images are skipped (counted)."""
+    """Every image in a folder, sorted by name.  Unreadable or truncated images are skipped
+    (counted, one warning each and a total at the end).  ``image_ids``: name -> unique
+    COCO image id (:func:`folder_image_ids`)."""
 
     kind = "folder"
 
@@ -180,16 +246,19 @@ class ImageFolderSource(Source):
             raise SourceError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
                               "pass a folder with images, a video file or --camera N")
         self.total = len(self.paths)
+        self.image_ids = folder_image_ids([p.name for p in self.paths])
 
     def _frames(self):
-        cv2 = _cv2()
         for path in self.paths:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None or frame.size == 0:
+            frame, reason = read_image_checked(path)
+            if frame is None:
                 self.skipped += 1
-                log.warning("edgepose: warning: skipping unreadable image %s", path)
+                log.warning("edgepose: warning: skipping unreadable image %s: %s", path, reason)
                 continue
             yield frame, path.name
+        if self.skipped:
+            log.warning("edgepose: warning: skipped %d of %d images in %s (unreadable or truncated)",
+                        self.skipped, len(self.paths), self.description)
 
 
 class ImageSource(Source):
@@ -197,11 +266,10 @@ class ImageSource(Source):
 
     def __init__(self, path: Path):
         super().__init__(str(path))
-        cv2 = _cv2()
-        self.frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        self.frame, reason = read_image_checked(path)
         if self.frame is None:
-            raise SourceError(f"cannot read image {path}: the file is damaged or not an image; "
-                              "check it opens in an image viewer")
+            raise SourceError(f"cannot read image {path}: {reason}; check it opens whole in an image viewer "
+                              "or copy it again")
         self.total = 1
         self.path = path
 
@@ -218,6 +286,8 @@ def open_source(camera: int | None = None, source: str | None = None) -> Source:
             index = int(camera)
         except (TypeError, ValueError):
             raise UsageError(f"camera index must be an integer, got {camera!r}") from None
+        if index < 0:  # OpenCV crashes on negative indices
+            raise UsageError(f"camera index must be >= 0 (N of /dev/videoN), got {index}")
         return CameraSource(index)
     text = str(source)
     if _URL.match(text):

@@ -38,6 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgepose.io_checks import video_writer_error
 from edgepose.metadata import COCO_KEYPOINTS, COCO_SKELETON
 
 NUM_KP = 17
@@ -585,8 +586,7 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
     try:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (W, H))
         if not writer.isOpened():
-            from edgepose.errors import DependencyError
-            raise DependencyError("OpenCV cannot write MP4 (mp4v) here; install opencv-python-headless>=4.8")
+            raise video_writer_error(out_path, "mp4v", option="--out")
         try:
             for f in tqdm(range(int(num_frames)), desc="synth clip", unit="frame", disable=not progress):
                 t = f / float(fps)

@@ -72,8 +72,7 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
     :class:`~edgepose.eval.timing.LatencyStats` (``"total"`` included) from the frames'
     ``timings``.
     """
-    import cv2
-
+    from edgepose.data.sources import read_image_checked
     from edgepose.eval.coco import evaluate
     from edgepose.eval.timing import StageTimer
 
@@ -95,10 +94,10 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
         for image_id in iterator:
             info = coco.imgs[image_id]
             path = images_dir / info["file_name"]
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if frame is None:
-                raise SourceError(f"cannot read {path} (image {image_id} of the annotation file); "
-                                  "check --images points at the right folder")
+            frame, reason = read_image_checked(path) if path.is_file() else (None, "no such file")
+            if frame is None:  # a truncated JPEG would otherwise be scored half-grey
+                raise SourceError(f"cannot read {path} (image {image_id} of the annotation file): {reason}; "
+                                  "check --images points at the right folder and the file is complete")
             t0 = time.perf_counter()
             result = pipe(frame)
             busy += time.perf_counter() - t0
@@ -110,6 +109,9 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
     finally:
         if bar is not None:
             bar.close()
+    from edgepose.pipeline.caps import warn_caps
+
+    warn_caps(pipe)
     if results:
         metrics = dict(evaluate(coco, results, iou_types=iou_types))
     else:  # pycocotools cannot load an empty result list; nothing found scores 0

@@ -28,6 +28,8 @@ import numpy as np
 
 from edgepose.errors import MetadataError, UsageError
 from edgepose.eval.timing import StageTimer
+from edgepose.pipeline.caps import CapCounter
+from edgepose.pipeline.model_check import check_detector_model, check_joint_count, check_pose_model
 
 DET_MODES = ("fix_res", "keep_res")
 
@@ -96,6 +98,8 @@ class Pipeline:
         if self.pose_meta.task != "sppe":
             raise UsageError(f"{pose_runner.name} is a {self.pose_meta.task!r} model, not a pose estimator; "
                              "pass a FastPose/SimplePose model as --pose")
+        check_detector_model(det_runner, self.det_meta)
+        joints = check_pose_model(pose_runner, self.pose_meta)
         if det_mode not in DET_MODES:
             raise UsageError(f"det_mode must be one of {DET_MODES}, got {det_mode!r}")
         det_hw = det_runner.inputs[0].shape[2:4] if det_runner.inputs else ()
@@ -114,7 +118,8 @@ class Pipeline:
         self.det_mode = det_mode
         self.flip = bool(flip)
         self.timer = StageTimer()
-        self.num_joints = len(self.pose_meta.keypoint_names) or 17
+        self.caps = CapCounter()
+        self.num_joints = joints
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -197,6 +202,7 @@ class Pipeline:
     def _select_people(self, dets, frame_shape):
         dets = np.asarray(dets, np.float32)
         dets = dets.reshape(-1, dets.shape[-1] if dets.ndim == 2 else 6)
+        all_scores = dets[:, 4]
         keep = (np.round(dets[:, 5]).astype(np.int64) == int(self.det_meta.person_class)) \
             & (dets[:, 4] >= self.score_threshold)
         dets = dets[keep]
@@ -207,6 +213,10 @@ class Pipeline:
         # degenerate boxes (zero/negative size, or wholly outside the frame) cannot be cropped
         ok = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores = boxes[ok], dets[ok, 4]
+        # every one of the decoder's K candidates (any class) passed: lower-ranked people were cut off
+        saturated = self.det_meta.task == "ctdet" and len(keep) > 0 \
+            and bool(np.all(all_scores >= self.score_threshold))
+        self.caps.count(len(scores), self.max_persons, saturated=saturated, k=len(keep))
         order = np.argsort(-scores, kind="stable")[: self.max_persons]
         return boxes[order], scores[order].copy()
 
@@ -254,12 +264,14 @@ class Pipeline:
 
         if self.pose_meta.decode == "sppe_argmax":
             coords = np.asarray(out["coords"], np.float32)
+            check_joint_count(self.pose, coords, self.num_joints)
             scores = np.asarray(out["scores"], np.float32).reshape(coords.shape[0], coords.shape[1], 1)
             return self._backproject(coords, crop_boxes), scores
         if self.pose_meta.decode is not None:
             raise MetadataError(f"{self.pose.name}: unknown in-graph decoder {self.pose_meta.decode!r}; "
                                 "upgrade edgepose or re-export the pose model")
         coords, scores = D.heatmap_to_coords(out[self._heatmap_name(out)], crop_boxes)
+        check_joint_count(self.pose, np.asarray(coords), self.num_joints)
         return np.asarray(coords, np.float32), np.asarray(scores, np.float32)
 
     def _heatmap_size(self):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from edgepose.errors import UsageError
 from edgepose.eval.timing import StageTimer, format_latency_table
+from edgepose.io_checks import video_writer_error
+from edgepose.pipeline.caps import warn_caps
 
 log = logging.getLogger("edgepose")
 
@@ -73,6 +75,12 @@ def image_id_for(frame_id: int, name: str, kind: str) -> int:
     return int(frame_id)
 
 
+def _image_id(source, frame_id, name) -> int:
+    """Folders assign unique ids per file (:func:`edgepose.data.sources.folder_image_ids`)."""
+    ids = getattr(source, "image_ids", None)
+    return ids[name] if ids and name in ids else image_id_for(frame_id, name, source.kind)
+
+
 class _VideoOut:
     """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`finish` renames it."""
 
@@ -97,8 +105,7 @@ class _VideoOut:
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
                 self.writer = None
-                raise UsageError(f"cannot write video {self.path}: this OpenCV build has no {self.fourcc} "
-                                 "encoder; try --save out.avi")
+                raise video_writer_error(self.path, self.fourcc)
         if (image.shape[1], image.shape[0]) != self.size:  # folders of mixed sizes
             image = cv2.resize(image, self.size)
         self.writer.write(image)
@@ -167,7 +174,7 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
                     if show and _show(overlay):
                         source.stop()
                 if json_path:
-                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+                    records.extend(result.to_coco(_image_id(source, frame_id, name)))
                 timer.merge_frame(result.timings)
                 summary.frames_processed += 1
                 summary.persons += len(result)
@@ -198,6 +205,7 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
             summary.json_path = _write_json(json_path, records)
         if show:
             _close_windows()
+    warn_caps(pipeline)
     return summary
 
 

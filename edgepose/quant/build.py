@@ -107,6 +107,22 @@ def _max_rel_err(path_a, path_b, feeds) -> dict:
     return errs
 
 
+def _build_metadata(path, role):
+    """The edgepose metadata ``build`` needs; a bare ONNX gets advice that fits `build`
+    (which has no --input-size/--mean/--std: it needs the exported metadata)."""
+    from edgepose.errors import MetadataError
+    from edgepose.metadata import read_metadata
+
+    try:
+        return read_metadata(path)
+    except MetadataError as exc:
+        if "no edgepose metadata" not in str(exc):
+            raise
+        raise MetadataError(f"{path} has no edgepose metadata, which `edgepose build` needs (input size, "
+                            f"normalisation, heads); re-export the {role} model with `edgepose export MODEL "
+                            f"--weights FILE.pth --out {role}.onnx` and pass that") from None
+
+
 def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", calib=None,
                     calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
                     cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
@@ -126,10 +142,11 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
     import onnx
 
     from edgepose.io_utils import atomic_path, sha256_file
-    from edgepose.metadata import read_metadata
 
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not 0.0 <= float(det_threshold) <= 1.0:
+        raise UsageError(f"--det-threshold must be in [0, 1] (a detector score), got {det_threshold}")
     if max_ap_drop is not None and precision != "int8":
         raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
     if det_onnx is None or pose_onnx is None:
@@ -143,7 +160,7 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
             raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metas = {"det": read_metadata(det_onnx), "pose": read_metadata(pose_onnx)}
+    metas = {"det": _build_metadata(det_onnx, "det"), "pose": _build_metadata(pose_onnx, "pose")}
     if metas["det"].task not in ("ctdet",):
         raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
     if metas["pose"].task != "sppe":
@@ -358,9 +375,10 @@ def _cosines_models(fp32_model, q_model, feeds) -> dict:
 
 def build_engines(report: dict, out_dir, **trt_options) -> tuple:
     """Build TensorRT engines from the written ONNX files when TensorRT can be used here.
-    ``trt_options`` go to :func:`edgepose.backends.tensorrt_build.onnx2engine` (workspace_mb,
+    ``trt_options`` go to :func:`edgepose.backends.trt.build.onnx2engine` (workspace_mb,
     dla_core, pose_batch, force, ...).  Returns ``(engine paths, None)`` or ``([], reason)``."""
-    from edgepose.backends.tensorrt_build import onnx2engine, tensorrt_status
+    from edgepose.backends.trt.build import onnx2engine
+    from edgepose.backends.trt.version import tensorrt_status
 
     ok, why = tensorrt_status()  # TensorRT missing / wrong version, no cuda-python, no GPU
     if not ok:

@@ -101,12 +101,13 @@ def _progress(iterable, total, desc, enabled):
 
 
 def _read_files(files, source, progress) -> CalibrationImages:
-    cv2 = _cv2()
+    from edgepose.data.sources import read_image_checked  # also refuses truncated JPEG/PNG
+
     images, names, skipped = [], [], []
     for path in _progress(files, len(files), "calibration images", progress):
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            skipped.append(str(path))
+        image, reason = read_image_checked(path)
+        if image is None:
+            skipped.append(f"{path} ({reason})")
             continue
         images.append(image)
         names.append(Path(path).name)
@@ -221,6 +222,10 @@ def load_calibration_images(source, size: int | None = 64, progress: bool = True
     if result.skipped:
         log.warning("edgepose: warning: %d calibration files could not be read and were skipped (e.g. %s)",
                     len(result.skipped), result.skipped[0])
+    if size is not None and len(result.images) < 0.5 * int(size):
+        log.warning("edgepose: warning: calibrating on only %d usable images of the %d asked for (--calib-size) "
+                    "from %s; INT8 ranges from so few images may be off -- add images or lower --calib-size",
+                    len(result.images), int(size), result.source)
     return result
 
 

@@ -103,8 +103,8 @@ def _pipeline_json(det, pose, det_io, pose_io, max_batch, score_threshold, max_p
     return {
         "det_meta": json.loads(read_metadata(str(det)).to_json()),
         "pose_meta": json.loads(read_metadata(str(pose)).to_json()),
-        "det_inputs": tensors(det_io[0]), "det_outputs": [n for n, _, _ in det_io[1]],
-        "pose_inputs": tensors(pose_io[0]), "pose_outputs": [n for n, _, _ in pose_io[1]],
+        "det_inputs": tensors(det_io[0]), "det_outputs": tensors(det_io[1]),
+        "pose_inputs": tensors(pose_io[0]), "pose_outputs": tensors(pose_io[1]),
         "pose_max_batch": int(max_batch), "score_threshold": float(score_threshold),
         "max_persons": int(max_persons),
     }

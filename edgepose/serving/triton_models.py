@@ -106,10 +106,11 @@ class _BLSRunner(Runner):
 
     backend = "triton-bls"
 
-    def __init__(self, name, inputs, output_names, meta, call, max_batch=None):
+    def __init__(self, name, inputs, outputs, meta, call, max_batch=None):
         self.name = name
         self.inputs = [TensorSpec(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in inputs]
-        self.output_names = list(output_names)
+        self.outputs = [TensorSpec(o["name"], tuple(o["shape"]), np.dtype(o["dtype"])) for o in outputs]
+        self.output_names = [o.name for o in self.outputs]
         self.meta = meta
         self.max_batch = max_batch
         self._call = call

@@ -28,8 +28,8 @@ def parse_size(value, default):
         nums = [int(v) for v in value]
     if len(nums) == 1:
         nums = nums * 2
-    if len(nums) != 2 or min(nums) < 32 or any(v % 32 for v in nums):
-        raise UsageError(f"input size must be HxW with both sides multiples of 32 (>= 32), got {value!r}")
+    if len(nums) != 2 or min(nums) < 32 or max(nums) > 4096 or any(v % 32 for v in nums):
+        raise UsageError(f"input size must be HxW with both sides multiples of 32 from 32 to 4096, got {value!r}")
     return tuple(nums)
 
 

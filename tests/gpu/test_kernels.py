@@ -1,102 +1,29 @@
-"""CUDA kernels of plugins/ (no TensorRT) against the NumPy references, fp32 and fp16, plus
-timings against the standard-op decompositions (printed, never asserted).
-
-The kernels are compiled with nvcc, together with tests/gpu/kernel_shim.cu (C entry points),
-into a shared library loaded with ctypes; PyTorch provides the CUDA memory and the stream.
-Run with ``-s`` to see the timings (``bash benchmarks/gpu_check.sh`` does).
+"""CUDA kernels of plugins/ (no TensorRT) against the NumPy references and the standard-op
+decompositions, fp32 and fp16.  The kernels are compiled with nvcc (tests/helpers/cuda_kernels.py);
+their timings are a benchmark: benchmarks/kernel_timing.py, run by benchmarks/gpu_check.sh.
 """
-import ctypes
 import os
-import shutil
-import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cuda_kernels import (MODES, build_shim, corner_pool_decomposition_torch, corner_pool_gpu,
+                                  heatmap_topk_gpu)
+
+from edgepose.ops.heatmap_topk import heatmap_topk_numpy
 
 torch = pytest.importorskip("torch")
 
-from edgepose.ops.heatmap_topk import heatmap_topk_numpy  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-MODES = {"top": 0, "bottom": 1, "left": 2, "right": 3}
 DTYPES = {"fp32": (0, torch.float32, np.float32), "fp16": (1, torch.float16, np.float16)}
-TIMINGS = []
-
-
-# ----------------------------------------------------------------------------- build + load
-def _nvcc():
-    for cand in (shutil.which("nvcc"), os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "nvcc")):
-        if cand and os.path.isfile(cand):
-            return cand
-    return None
 
 
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
-    nvcc = _nvcc()
-    if nvcc is None:
-        pytest.skip("nvcc is missing: cannot compile the kernels for the GPU test")
-    major, minor = torch.cuda.get_device_capability()
-    out = Path(os.environ.get("EDGEPOSE_KERNEL_SHIM_DIR") or tmp_path_factory.mktemp("shim")) / "libep_shim.so"
-    cmd = [nvcc, "-shared", "-Xcompiler", "-fPIC", "-std=c++17", "-O3", "-Iplugins", f"-arch=sm_{major}{minor}",
-           "tests/gpu/kernel_shim.cu", "plugins/cornerPool/cornerPoolKernel.cu",
-           "plugins/heatmapTopK/heatmapTopKKernel.cu", "-o", str(out)]
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, " ".join(cmd) + "\n" + proc.stdout + proc.stderr
-    print(f"\n[kernels] compiled for sm_{major}{minor} in {time.time() - t0:.1f}s")
-    so = ctypes.CDLL(str(out))
-    u, i = ctypes.c_uint64, ctypes.c_int
-    so.ep_corner_pool.argtypes = [i, u, u, i, i, i, i, i, u]
-    so.ep_corner_pool.restype = i
-    so.ep_heatmap_topk_workspace.argtypes = [i, i, i, i, i]
-    so.ep_heatmap_topk_workspace.restype = ctypes.c_size_t
-    so.ep_heatmap_topk.argtypes = [i, u, u, u, i, i, i, i, i, i, i, u, u, u, u, ctypes.c_size_t, u]
-    so.ep_heatmap_topk.restype = i
+    if not torch.cuda.is_available():  # this folder is collected only where a CUDA GPU is (conftest)
+        pytest.fail("this machine has a CUDA GPU but torch cannot use it (a CPU build?); install a CUDA build of "
+                    "torch to test the kernels", pytrace=False)
+    so, message = build_shim(os.environ.get("EDGEPOSE_KERNEL_SHIM_DIR") or tmp_path_factory.mktemp("shim"))
+    print("\n" + message)
     return so
-
-
-def _stream():
-    return torch.cuda.current_stream().cuda_stream
-
-
-def corner_pool_gpu(lib, x, mode):
-    out = torch.empty_like(x)
-    n, c, h, w = x.shape
-    err = lib.ep_corner_pool(0 if x.dtype == torch.float32 else 1, x.data_ptr(), out.data_ptr(), n, c, h, w,
-                             MODES[mode], _stream())
-    assert err == 0, f"cornerPoolImpl returned cudaError {err}"
-    return out
-
-
-def heatmap_topk_gpu(lib, hm, wh, reg, k, apply_sigmoid=True, stride=4):
-    n, c, h, w = hm.shape
-    dev = hm.device
-    boxes = torch.empty(n, k, 4, dtype=hm.dtype, device=dev)
-    scores = torch.empty(n, k, dtype=hm.dtype, device=dev)
-    classes = torch.empty(n, k, dtype=torch.int32, device=dev)
-    size = lib.ep_heatmap_topk_workspace(n, c, h, w, k)
-    ws = torch.empty(max(size, 1), dtype=torch.uint8, device=dev)
-    err = lib.ep_heatmap_topk(0 if hm.dtype == torch.float32 else 1, hm.data_ptr(), wh.data_ptr(), reg.data_ptr(),
-                              n, c, h, w, k, int(apply_sigmoid), stride, boxes.data_ptr(), scores.data_ptr(),
-                              classes.data_ptr(), ws.data_ptr(), size, _stream())
-    assert err == 0, f"heatmapTopKImpl returned cudaError {err}"
-    return boxes, scores, classes
-
-
-def _time(fn, iters=20):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
 
 
 # ----------------------------------------------------------------------------- corner pool
@@ -104,22 +31,6 @@ def corner_pool_reference(x, mode):
     from edgepose.ops.corner_pool import corner_pool_numpy
 
     return corner_pool_numpy(x, mode)
-
-
-def corner_pool_decomposition_torch(x, mode):
-    """The ONNX decomposition's math in torch: log2(n) steps of max with an edge-padded shift."""
-    axis = 2 if mode in ("top", "bottom") else 3
-    reverse = mode in ("top", "left")
-    n = x.shape[axis]
-    y, s = x, 1
-    while s < n:
-        if reverse:
-            shifted = torch.cat([y.narrow(axis, s, n - s), y.narrow(axis, n - 1, 1).expand_as(y.narrow(axis, 0, s))], axis)
-        else:
-            shifted = torch.cat([y.narrow(axis, 0, 1).expand_as(y.narrow(axis, 0, s)), y.narrow(axis, 0, n - s)], axis)
-        y = torch.maximum(y, shifted)
-        s *= 2
-    return y
 
 
 CP_SHAPES = [(1, 1, 1, 1), (2, 3, 17, 33), (1, 2, 1, 70), (2, 4, 65, 1), (1, 5, 31, 32), (1, 3, 40, 97)]
@@ -140,17 +51,11 @@ def test_corner_pool_exact(lib, shape, mode, dtype):
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
-def test_corner_pool_timing(lib, dtype):
+def test_corner_pool_matches_the_decomposition(lib, dtype):
     _, tdt, _ = DTYPES[dtype]
     x = torch.randn(1, 128, 64, 64, device="cuda", dtype=tdt)  # CornerNet-Squeeze pool input size
     for mode in MODES:
-        ref = corner_pool_decomposition_torch(x, mode)
-        assert torch.equal(corner_pool_gpu(lib, x, mode), ref)
-        k_ms = _time(lambda: corner_pool_gpu(lib, x, mode))
-        d_ms = _time(lambda: corner_pool_decomposition_torch(x, mode))
-        line = f"corner_pool {mode:6s} {dtype} 1x128x64x64: kernel {k_ms:.4f} ms, decomposition(torch) {d_ms:.4f} ms"
-        TIMINGS.append(line)
-        print("\n[timing] " + line)
+        assert torch.equal(corner_pool_gpu(lib, x, mode), corner_pool_decomposition_torch(x, mode)), mode
 
 
 # ----------------------------------------------------------------------------- heatmap top-k
@@ -235,31 +140,3 @@ def test_heatmap_topk_fp16(lib, n, c, h, w, k):
     got_keys = [(int(cl), *np.round(b.astype(np.float32) / 0.5)) for cl, b in zip(gc.reshape(-1), gb.reshape(-1, 4))]
     agree = np.mean([key in ref_keys for key in got_keys])
     assert agree >= 0.97, f"only {agree:.3f} of the fp16 sigmoid rows match the reference"
-
-
-def heatmap_topk_decomposition_torch(hm, wh, reg, k, stride=4):
-    from edgepose.ops.heatmap_topk import _torch_heatmap_topk
-
-    return _torch_heatmap_topk(hm, wh, reg, k, True, stride)
-
-
-@pytest.mark.parametrize("dtype", list(DTYPES))
-def test_heatmap_topk_timing(lib, dtype):
-    _, tdt, _ = DTYPES[dtype]
-    for (n, c, h, w, k) in [(1, 80, 128, 128, 100), (8, 80, 128, 128, 100), (1, 80, 128, 128, 3840)]:
-        hm = torch.randn(n, c, h, w, device="cuda", dtype=tdt)
-        wh = torch.rand(n, 2, h, w, device="cuda", dtype=tdt) * 20
-        reg = torch.rand(n, 2, h, w, device="cuda", dtype=tdt)
-        k_ms = _time(lambda: heatmap_topk_gpu(lib, hm, wh, reg, k))
-        d_ms = _time(lambda: heatmap_topk_decomposition_torch(hm, wh, reg, k))
-        line = (f"heatmap_topk {dtype} {n}x{c}x{h}x{w} K={k}: kernel {k_ms:.4f} ms, "
-                f"decomposition(torch: sigmoid+maxpool+topk+gather) {d_ms:.4f} ms")
-        TIMINGS.append(line)
-        print("\n[timing] " + line)
-
-
-def test_zz_timing_summary():
-    """Print all timings together (runs last in this file)."""
-    if not TIMINGS:
-        pytest.skip("no timing test ran in this session")
-    print("\n[timing summary]\n" + "\n".join(TIMINGS))

@@ -1,5 +1,5 @@
 """TensorRT engines against ONNX Runtime on the same inputs (needs a CUDA GPU, TensorRT 10.3-11.x
-and cuda-python; the folder's conftest skips it without a GPU, and this module skips with
+and cuda-python; the folder is collected only where a CUDA GPU is, and this module skips with
 the reason when TensorRT cannot build here).
 
 A small detector (CenterNet-style hm/wh/reg heads, static 1x3x64x64) and a small pose net
@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from edgepose.backends.tensorrt_build import tensorrt_status
+from edgepose.backends.trt.version import tensorrt_status
 
 torch = pytest.importorskip("torch")
 _OK, _WHY = tensorrt_status()
@@ -108,9 +108,9 @@ def _cos(a, b):
 
 @pytest.mark.parametrize("tag", ["fp16", "int8"])
 def test_engines_agree_with_onnxruntime(models, tag):
-    from edgepose.backends.engine_manifest import read_manifest
-    from edgepose.backends.tensorrt import TensorRTRunner
-    from edgepose.backends.tensorrt_build import onnx2engine
+    from edgepose.backends.trt.manifest import read_manifest
+    from edgepose.backends.trt.runner import TensorRTRunner
+    from edgepose.backends.trt.build import onnx2engine
 
     d, det_fp32, pose_fp32 = models
     det = _precision_onnx(det_fp32, tag, (1, 3, 64, 64), d)
@@ -147,8 +147,8 @@ def test_engines_agree_with_onnxruntime(models, tag):
 def test_build_is_cached_and_runner_limits(models):
     import time
 
-    from edgepose.backends.tensorrt import TensorRTRunner
-    from edgepose.backends.tensorrt_build import onnx2engine
+    from edgepose.backends.trt.runner import TensorRTRunner
+    from edgepose.backends.trt.build import onnx2engine
     from edgepose.errors import UsageError
 
     d, _, pose_fp32 = models

@@ -1,8 +1,9 @@
 """Device/pinned-host buffers and a stream on cuda-python's runtime API.
 
-cuda-python is imported lazily: ``from cuda.bindings import runtime`` (cuda-python >= 12.6 /
-13.x) with a fallback to ``from cuda import cudart`` (older releases, as JetPack 6 users
-may have).  Every cudart call returns ``(error, *results)``; :func:`check` turns a failing
+cuda-python is imported lazily: ``from cuda.bindings import runtime`` (cuda-python >= 12.6.2.post1,
+cuda-bindings 12.8+ / 13.x) with a fallback to ``from cuda import cudart`` (cuda-python 12.2-12.6.1,
+as JetPack 6 users may have; gone in 13.0).  Checked against snapshots of the real modules in
+tests/data/trt_api.  Every cudart call returns ``(error, *results)``; :func:`check` turns a failing
 call into an :class:`~edgepose.errors.EngineError` naming the call and the CUDA error.
 
 Buffers grow (never shrink) when a larger tensor arrives and are freed by ``free()``;
@@ -14,7 +15,7 @@ import ctypes
 
 import numpy as np
 
-from edgepose.errors import DependencyError, EngineError
+from edgepose.errors import DependencyError, EngineError, NoGPUError
 
 _CUDART = None
 
@@ -26,15 +27,15 @@ def import_cudart():
         return _CUDART
     errors = []
     try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.2.post1
     except ImportError as exc:
         errors.append(str(exc))
         try:
-            from cuda import cudart  # older cuda-python
+            from cuda import cudart  # cuda-python 12.2-12.6.1
         except ImportError as exc2:
             errors.append(str(exc2))
             raise DependencyError("the TensorRT runtime needs cuda-python, which cannot be imported "
-                                  f"({'; '.join(errors)}). Install it: pip install 'edgepose[trt]' "
+                                  f"({'; '.join(dict.fromkeys(errors))}). Install it: pip install 'edgepose[trt]' "
                                   "(cuda-python matching your CUDA major version)") from None
     _CUDART = cudart
     return cudart
@@ -87,8 +88,15 @@ def set_device(device: int = 0):
 
 
 def device_count() -> int:
+    """Visible CUDA devices; 0 when the driver reports none or an error.  cuda-python <= 12.6
+    raises RuntimeError when ``libcuda.so.1`` is missing (12.9+/13.x return an error code): that is
+    "no GPU" too, as a typed error, so callers can fall back to ONNX Runtime."""
     cudart = import_cudart()
-    result = cudart.cudaGetDeviceCount()
+    try:
+        result = cudart.cudaGetDeviceCount()
+    except RuntimeError as exc:
+        raise NoGPUError(f"no CUDA driver here ({exc}); TensorRT engines need an NVIDIA GPU and its driver. "
+                         "Check nvidia-smi or use ONNX Runtime (--backend onnxruntime)") from None
     if result[0] != cudart.cudaError_t.cudaSuccess:
         return 0
     return int(result[1])
@@ -99,8 +107,8 @@ def device_info(device: int = 0) -> dict:
     cudart = import_cudart()
     count = device_count()
     if count == 0:
-        raise EngineError("no CUDA GPU is visible to this process (cudaGetDeviceCount = 0); TensorRT engines need "
-                          "one. Check the driver (nvidia-smi) or use ONNX Runtime (--backend onnxruntime)")
+        raise NoGPUError("no CUDA GPU is visible to this process (cudaGetDeviceCount = 0); TensorRT engines need "
+                         "one. Check the driver (nvidia-smi) or use ONNX Runtime (--backend onnxruntime)")
     if not 0 <= int(device) < count:
         raise EngineError(f"GPU {device} does not exist (this machine has {count}); pass --device 0..{count - 1}")
     prop = check(cudart.cudaGetDeviceProperties(int(device)), "cudaGetDeviceProperties")
@@ -131,10 +139,7 @@ class Stream:
 
     @property
     def handle(self) -> int:
-        try:
-            return int(self._stream)
-        except TypeError:  # very old cuda-python objects only offer getPtr()
-            return int(self._stream.getPtr())
+        return int(self._stream)  # cudaStream_t converts to its address in every cuda-python release
 
     def synchronize(self):
         check(import_cudart().cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")

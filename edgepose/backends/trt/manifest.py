@@ -162,7 +162,7 @@ class EngineManifest:
         where = Path(engine_path).parent if engine_path else Path(".")
         flag = f"--{self.precision} " if self.precision in ("fp16", "int8") else ""
         return (f"rebuild it on this machine from {src}: `edgepose build {flag}--out {where} --force` "
-                f"(or python -c \"from edgepose.backends.tensorrt_build import onnx2engine; "
+                f"(or python -c \"from edgepose.backends.trt.build import onnx2engine; "
                 f"onnx2engine('{where / src}', force=True)\")")
 
 

@@ -1,0 +1,1 @@
+"""Builders shared by test modules (import these; never import one test module from another)."""

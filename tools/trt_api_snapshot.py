@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Snapshot the real TensorRT / cuda-python Python API without TensorRT, CUDA or a GPU.
+
+    python tools/trt_api_snapshot.py tensorrt 10.3.0            # -> tests/data/trt_api/tensorrt-10.3.0.json.gz
+    python tools/trt_api_snapshot.py tensorrt 11.4.0.106
+    python tools/trt_api_snapshot.py cuda cuda-python==12.6.2.post1   # or cuda-bindings==13.0.0
+    python tools/trt_api_snapshot.py env 10.3.0 --dir /tmp/trt103      # an importable `tensorrt` for the test suite
+
+How (developer tool; needs pip, network, binutils and gcc -- the test suite only reads the
+committed snapshots):
+
+1. ``pip download --no-deps --only-binary :all:`` the binding wheel (``tensorrt-cu12-bindings``
+   for 10.x, ``tensorrt-cu13-bindings`` for 11.x unless ``--package`` says otherwise) and unpack it.
+2. Read the extension's own dynamic section: ``readelf -d`` gives the NEEDED TensorRT libraries
+   (libnvinfer*, libnvonnxparser*), ``objdump -T`` the undefined, unversioned functions it
+   imports from them.  gcc builds one stub shared object per SONAME defining each of those
+   functions as ``abort()``: importing and introspecting work, any call into TensorRT proper
+   dies loudly (exit 134).
+3. A subprocess imports the module with the stubs on ``LD_LIBRARY_PATH`` and writes every
+   class, method (pybind11/cython signatures: parameter names and which have defaults),
+   property (and whether it is writable), enum (members and values) and module function.
+
+cuda-python needs no stubs: its runtime module imports without a driver.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "tests" / "data" / "trt_api"
+# the TensorRT libraries the bindings link against (the rest of NEEDED is libc/libstdc++)
+TRT_LIB_PREFIXES = ("libnvinfer", "libnvonnxparser", "libnvparsers")
+
+
+# ====================================================================== wheels
+def download_wheel(requirement: str, dest: Path) -> Path:
+    """``pip download`` one binary wheel of ``requirement`` (no dependencies) into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(dest.glob("*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                    "--dest", str(dest), requirement], check=True)
+    wheels = sorted(set(dest.glob("*.whl")) - before) or sorted(dest.glob("*.whl"))
+    name = re.split(r"[=<>!~ ]", requirement, 1)[0].replace("-", "_").lower()
+    wheels = [w for w in wheels if w.name.lower().startswith(name)]
+    if not wheels:
+        raise SystemExit(f"pip download {requirement} produced no wheel in {dest}")
+    return wheels[-1]
+
+
+def unpack(wheel: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(dest)
+    return dest
+
+
+def trt_requirement(version: str, package: str | None) -> str:
+    if package is None:
+        package = "tensorrt-cu13-bindings" if int(version.split(".")[0]) >= 11 else "tensorrt-cu12-bindings"
+    return f"{package}=={version}"
+
+
+# ====================================================================== stub libraries
+def needed_trt_libraries(extension: Path) -> list:
+    """SONAMEs of the TensorRT libraries ``extension`` needs (from ``readelf -d``)."""
+    text = subprocess.run(["readelf", "-d", str(extension)], check=True, capture_output=True, text=True).stdout
+    names = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", text)
+    return [n for n in names if n.startswith(TRT_LIB_PREFIXES)]
+
+
+def undefined_trt_functions(extension: Path) -> list:
+    """Undefined, unversioned, non-weak functions in ``objdump -T`` that are not the Python C API:
+    what the TensorRT libraries must provide."""
+    text = subprocess.run(["objdump", "-T", str(extension)], check=True, capture_output=True, text=True).stdout
+    names = set()
+    for line in text.splitlines():
+        parts = line.split()
+        # "<addr>  <flags> DF *UND*  <size>  [(VERSION)] name": weak ones carry a "w" flag column
+        if "*UND*" not in parts or "DF" not in parts or "w" in parts[1:parts.index("DF")]:
+            continue
+        if "(" in line:  # versioned: libc / libstdc++ / libgcc
+            continue
+        name = parts[-1]
+        if not name.startswith(("Py", "_Py")):
+            names.add(name)
+    return sorted(names)
+
+
+def build_stubs(extension: Path, stub_dir: Path) -> dict:
+    """One gcc-built shared object per needed TensorRT SONAME, each defining every undefined
+    function as abort(); returns ``{"libraries": [...], "functions": [...]}``."""
+    stub_dir.mkdir(parents=True, exist_ok=True)
+    libs, funcs = needed_trt_libraries(extension), undefined_trt_functions(extension)
+    source = stub_dir / "trt_stub.c"
+    lines = ["#include <stdlib.h>", "/* generated by tools/trt_api_snapshot.py: TensorRT entry points that abort */"]
+    lines += [f"void {name}(void) {{ abort(); }}" for name in funcs]
+    source.write_text("\n".join(lines) + "\n")
+    for soname in libs:
+        subprocess.run(["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(stub_dir / soname), str(source)],
+                       check=True)
+    return {"libraries": libs, "functions": funcs}
+
+
+def make_trt_env(version: str, root: Path, package: str | None = None) -> dict:
+    """Download + unpack the bindings, build the stubs, add a ``tensorrt`` package forwarding to
+    ``tensorrt_bindings``; returns ``{"pythonpath", "ld_library_path", "stubs"}``."""
+    wheel = download_wheel(trt_requirement(version, package), root / "wheels")
+    site = unpack(wheel, root / "site")
+    extension = next(site.glob("tensorrt_bindings/tensorrt*.so"))
+    stubs = build_stubs(extension, root / "stubs")
+    shim = site / "tensorrt"
+    shim.mkdir(exist_ok=True)
+    (shim / "__init__.py").write_text("from tensorrt_bindings import *  # noqa: F401,F403\n"
+                                      "from tensorrt_bindings import __version__, nptype, volume  # noqa: F401\n")
+    return {"pythonpath": str(site), "ld_library_path": str(root / "stubs"), "stubs": stubs}
+
+
+# ====================================================================== introspection (subprocess)
+INTROSPECT = r'''
+import enum, importlib, inspect, json, re, sys
+
+def split_params(text):
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch in "[(<{": depth += 1
+        if ch in "])>}": depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur.strip()); cur = ""
+        else:
+            cur += ch
+    if cur.strip(): out.append(cur.strip())
+    return out
+
+def parse_doc(name, doc):
+    sigs = []
+    for line in (doc or "").splitlines():
+        m = re.match(r"^\s*(?:\d+\.\s*)?" + re.escape(name) + r"\((.*)\)(?:\s*->\s*(.*))?$", line.strip())
+        if not m or m.group(1) == "*args, **kwargs":
+            continue
+        params = []
+        for p in split_params(m.group(1)):
+            pname = p.split(":")[0].split("=")[0].strip()
+            if pname in ("self", "/", "*"):
+                continue
+            params.append([pname, "=" in p])
+        sigs.append({"params": params, "returns": (m.group(2) or "").strip()})
+    return sigs
+
+def signatures(name, fn):
+    sigs = parse_doc(name, getattr(fn, "__doc__", None))
+    if sigs:
+        return sigs
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    params = [[p.name, p.default is not p.empty] for p in sig.parameters.values()
+              if p.name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [{"params": params, "returns": ""}]
+
+def enum_members(cls):
+    members = getattr(cls, "__members__", None)
+    if isinstance(cls, type) and members is not None and (issubclass(cls, enum.Enum) or "pybind11" in str(type(cls))
+                                                          or hasattr(cls, "__entries")):
+        try:
+            return {str(k): int(v) for k, v in dict(members).items()}
+        except (TypeError, ValueError):
+            return None
+    return None
+
+def describe_class(cls):
+    members = enum_members(cls)
+    out = {"kind": "enum", "members": members} if members is not None else {"kind": "class"}
+    out["bases"] = [b.__name__ for b in cls.__mro__[1:] if b.__module__ not in ("builtins", "pybind11_builtins")]
+    out["constructor"] = None
+    init = cls.__dict__.get("__init__")
+    if init is not None and not (getattr(init, "__doc__", None) or "").startswith("Initialize self."):
+        out["constructor"] = signatures("__init__", init)  # None: "No constructor defined!"
+    attrs, nested = {}, {}
+    for name in dir(cls):
+        if name.startswith("_") or (members is not None and name in members):
+            continue
+        try:
+            obj = inspect.getattr_static(cls, name)
+        except AttributeError:
+            continue
+        if isinstance(obj, type):
+            nested[name] = obj
+            attrs[name] = {"kind": "type"}
+        elif isinstance(obj, property):
+            attrs[name] = {"kind": "property", "writable": obj.fset is not None}
+        elif type(obj).__name__ in ("getset_descriptor", "member_descriptor"):
+            attrs[name] = {"kind": "attribute"}
+        elif isinstance(obj, (staticmethod, classmethod)):
+            attrs[name] = {"kind": "staticmethod", "signatures": signatures(name, obj.__func__)}
+        elif callable(obj):
+            attrs[name] = {"kind": "method", "signatures": signatures(name, obj)}
+        else:
+            attrs[name] = {"kind": "value", "type": type(obj).__name__}
+    out["attributes"] = attrs
+    return out, nested
+
+def main(modname, extra):
+    mod = importlib.import_module(modname)
+    snap = {"module": modname, "version": str(getattr(mod, "__version__", "") or extra.get("version", "")),
+            "classes": {}, "functions": {}, "values": {}}
+    for name in sorted(dir(mod)):
+        if name.startswith("_") and name != "__version__":
+            continue
+        obj = getattr(mod, name)
+        if isinstance(obj, type):
+            todo = [(name, obj)]
+            while todo:  # nested types (ILogger.Severity) under their dotted name
+                qual, cls = todo.pop()
+                snap["classes"][qual], nested = describe_class(cls)
+                todo += [(f"{qual}.{n}", c) for n, c in nested.items() if c.__module__ == cls.__module__]
+        elif callable(obj):
+            snap["functions"][name] = {"signatures": signatures(name, obj)}
+        elif isinstance(obj, (int, float, str, bool)):
+            snap["values"][name] = obj
+    json.dump(snap, sys.stdout, sort_keys=True)
+
+main(sys.argv[1], json.loads(sys.argv[2]))
+'''
+
+
+def introspect(module: str, env: dict, extra: dict | None = None) -> dict:
+    proc = subprocess.run([sys.executable, "-c", INTROSPECT, module, json.dumps(extra or {})], env=env,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise SystemExit(f"importing {module} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout)
+
+
+def write_snapshot(snapshot: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(snapshot, sort_keys=True, indent=0).encode()
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.GzipFile(tmp, "wb", mtime=0) as fh:  # mtime=0: the same API gives the same bytes
+        fh.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def _clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LD_LIBRARY_PATH")}
+    env.update({k: v for k, v in extra.items() if v})
+    return env
+
+
+# ====================================================================== commands
+def snapshot_tensorrt(version: str, out_dir: Path, package: str | None = None) -> Path:
+    with tempfile.TemporaryDirectory(prefix="trt-api-") as tmp:
+        info = make_trt_env(version, Path(tmp), package)
+        env = _clean_env(PYTHONPATH=info["pythonpath"], LD_LIBRARY_PATH=info["ld_library_path"])
+        snap = introspect("tensorrt", env)
+    snap.update({"package": trt_requirement(version, package), "stubbed": info["stubs"]})
+    return write_snapshot(snap, out_dir / f"tensorrt-{version}.json.gz")
+
+
+def snapshot_cuda(requirement: str, out_dir: Path) -> Path:
+    """cuda-python's runtime module; ``cuda.bindings.runtime`` where it exists, else ``cuda.cudart``."""
+    version = re.split(r"==", requirement, 1)[-1]
+    with tempfile.TemporaryDirectory(prefix="cuda-api-") as tmp:
+        site = unpack(download_wheel(requirement, Path(tmp) / "wheels"), Path(tmp) / "site")
+        env = _clean_env(PYTHONPATH=str(site))
+        snaps = {}
+        for module in ("cuda.bindings.runtime", "cuda.cudart"):
+            probe = subprocess.run([sys.executable, "-c", f"import {module}"], env=env, capture_output=True)
+            if probe.returncode == 0:
+                snaps[module] = introspect(module, env, {"version": version})
+    if not snaps:
+        raise SystemExit(f"{requirement}: neither cuda.bindings.runtime nor cuda.cudart imports")
+    snap = {"package": requirement, "version": version, "modules": snaps}
+    return write_snapshot(snap, out_dir / f"cuda-{version}.json.gz")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tensorrt", help="snapshot a TensorRT bindings release")
+    t.add_argument("version")
+    t.add_argument("--package", help="wheel name (default tensorrt-cu12-bindings for 10.x, -cu13- for 11.x)")
+    t.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    c = sub.add_parser("cuda", help="snapshot a cuda-python release, e.g. cuda-bindings==13.0.0")
+    c.add_argument("requirement")
+    c.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    e = sub.add_parser("env", help="make the real bindings importable (stub libs) and print the exports")
+    e.add_argument("version")
+    e.add_argument("--package")
+    e.add_argument("--dir", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.cmd == "tensorrt":
+        print(snapshot_tensorrt(args.version, args.out, args.package))
+    elif args.cmd == "cuda":
+        print(snapshot_cuda(args.requirement, args.out))
+    else:
+        info = make_trt_env(args.version, args.dir, args.package)
+        print(f"export PYTHONPATH={info['pythonpath']}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+              f"export LD_LIBRARY_PATH={info['ld_library_path']}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
