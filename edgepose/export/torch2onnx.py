@@ -14,7 +14,7 @@ import numpy as np
 
 from edgepose._deps import require
 from edgepose.errors import ExportError, UsageError
-from edgepose.export.verify import compare_outputs, format_errors
+from edgepose.compare import compare_outputs, format_errors
 from edgepose.io_utils import atomic_path
 from edgepose.metadata import ModelMeta, attach_metadata
 
@@ -199,28 +199,27 @@ def _simplify(proto, notes):
 
 
 def _verify(path, input_name, example, reference, tolerance):
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    outputs = dict(zip(names, session.run(names, {input_name: example.astype(np.float32)})))
-    if "dets" in outputs:  # decoded rows: near-equal scores may come out in another order
-        outputs = {**outputs, "dets": _match_rows(reference["dets"], outputs["dets"])}
-        rows = compare_outputs(reference, outputs, tolerance)
-        total = int(np.prod(reference["dets"].shape[:2]))
-        for r in rows:
-            if r.name == "dets":
-                r.name = "dets"
-                r.note = f"{total - _match_rows.skipped}/{total} rows compared; the rest tie within 1e-4"
-        return rows
-    return compare_outputs(reference, outputs, tolerance)
+    from edgepose.ort_session import create_session, run_feeds
+
+    session = create_session(path, error=ExportError)
+    outputs = run_feeds(session, [{input_name: example.astype(np.float32)}])[0]
+    if "dets" not in outputs:
+        return compare_outputs(reference, outputs, tolerance)
+    # decoded rows: near-equal scores may come out in another order
+    matched, skipped = _match_rows(reference["dets"], outputs["dets"])
+    rows = compare_outputs(reference, {**outputs, "dets": matched}, tolerance)
+    total = int(np.prod(reference["dets"].shape[:2]))
+    for r in rows:
+        if r.name == "dets":
+            r.note = f"{total - skipped}/{total} rows compared; the rest tie within 1e-4"
+    return rows
 
 
 def _match_rows(ref, got, score_tol=1e-4):
     """Pair each reference row [x1,y1,x2,y2,score,cls] with the candidate row of the same class
     and score.  Rows whose score is within ``score_tol`` of another row's are ambiguous (a
-    near-tie can move a 3x3 peak or swap the K-th detection) and keep the reference value;
-    ``_match_rows.skipped`` counts them."""
+    near-tie can move a 3x3 peak or swap the K-th detection) and keep the reference value.
+    Returns ``(matched rows, number of ambiguous rows skipped)``."""
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     matched, skipped = ref.copy(), 0
     for b in range(ref.shape[0]):
@@ -233,5 +232,4 @@ def _match_rows(ref, got, score_tol=1e-4):
                 matched[b, i] = got[b, i]  # a clear detection ORT lacks: report the mismatch
             else:
                 skipped += 1
-    _match_rows.skipped = skipped
-    return matched
+    return matched, skipped

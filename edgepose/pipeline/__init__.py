@@ -15,7 +15,7 @@ _EXPORTS = {
     ),
     "edgepose.pipeline.decode": (
         "sigmoid", "heatmap_nms", "ctdet_decode", "ctdet_flip_merge", "ctdet_merge_outputs",
-        "heatmap_to_coords", "flip_heatmap_back", "cornernet_decode", "cornernet_postprocess",
+        "heatmap_to_coords", "backproject_keypoints", "flip_heatmap_back", "cornernet_decode", "cornernet_postprocess",
         "pose_scores", "CORNERNET_SQUEEZE_TEST",
     ),
     "edgepose.pipeline.nms": ("soft_nms", "pose_nms"),

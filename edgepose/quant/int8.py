@@ -26,19 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import QuantizationError
+from edgepose.onnx_graph import consumers, initializer_names, load_model, name_nodes, producers
 
 log = logging.getLogger("edgepose")
 
 QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
-
-def _load(model):
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    return onnx.load(str(model))
 
 
 def prepare_fp32(model, cpu_rewrite: bool = False):
@@ -49,7 +42,7 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
 
     from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
 
-    src = _load(model)
+    src = load_model(model)
     model = onnx.ModelProto()
     model.CopyFrom(src)
     model, folded = fold_batchnorm(model)
@@ -63,8 +56,8 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
 
 def quantizable_nodes(model, op_types=QUANT_OPS) -> list:
     """Names of the nodes ``quantize_int8`` puts Q/DQ on (in graph order)."""
-    model = _load(model)
-    inits = {i.name for i in model.graph.initializer}
+    model = load_model(model)
+    inits = initializer_names(model.graph)
     names = []
     for node in model.graph.node:
         if node.op_type not in op_types:
@@ -83,7 +76,7 @@ def cpu_float_nodes(model, max_in_channels: int = 4) -> list:
     quantize them."""
     from onnx import numpy_helper
 
-    model = _load(model)
+    model = load_model(model)
     inputs = {i.name for i in model.graph.input}
     inits = {i.name: i for i in model.graph.initializer}
     names = []
@@ -95,28 +88,14 @@ def cpu_float_nodes(model, max_in_channels: int = 4) -> list:
     return names
 
 
-def _name_nodes(model):
-    used, k = set(), 0
-    for node in model.graph.node:
-        if not node.name or node.name in used:
-            while f"{node.op_type}_{k}" in used:
-                k += 1
-            node.name = f"{node.op_type}_{k}"
-        used.add(node.name)
-    return model
-
-
 def drop_output_qdq(model) -> list:
     """Remove QuantizeLinear -> DequantizeLinear pairs that end at graph outputs, so the final
     layers (heatmap logits, box sizes, keypoint heatmaps) take INT8 inputs but produce float
     outputs (TensorRT: INT8 conv with FP32 output).  Quantizing an output to 255 levels would
     put ties on heatmap peaks.  In place; returns the output names freed."""
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    users: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    producer = producers(graph)
+    users = consumers(graph)
     freed, remove = [], []
     for out in graph.output:
         dq = producer.get(out.name)
@@ -160,7 +139,7 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
 
-    model = _name_nodes(_load(model))
+    model = name_nodes(load_model(model))
     if meta is None:
         with contextlib.suppress(Exception):
             meta = metadata_from_proto(model)
@@ -218,17 +197,13 @@ def ort_optimized_ops(model_path, disable_cse: bool = True) -> Counter:
     """Op-type counts of the graph ONNX Runtime CPU actually runs (``optimized_model_filepath``
     at the extended level, CSE disabled as the INT8 runner does)."""
     import onnx
-    import onnxruntime as ort
+
+    from edgepose.ort_session import create_session
 
     with tempfile.TemporaryDirectory(prefix="edgepose_ortopt_") as tmp:
         out = Path(tmp) / "optimized.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(out)
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1
-        kwargs = {"disabled_optimizers": ["CommonSubexpressionElimination"]} if disable_cse else {}
-        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"], **kwargs)
+        create_session(model_path, threads=1, disable_cse=disable_cse, optimized_path=out, extended_only=True,
+                       error=QuantizationError)
         optimized = onnx.load(str(out))
     return Counter(node.op_type for node in optimized.graph.node)
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgepose.errors import QuantizationError
+from edgepose.onnx_graph import consumers, load_model, producers
 
 WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _OPERATOR_QUANT = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm", "QLinearAdd",
@@ -84,15 +85,11 @@ def lint_qdq(model, allow_float=(), require_per_channel: bool = True) -> list:
     in higher precision (accuracy budget) -- they may lack Q/DQ."""
     import onnx
 
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
+    model = load_model(model)
     graph = model.graph
     consts = _const_values(graph)
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers: dict = {}
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            consumers.setdefault(name, []).append((node, i))
+    producer = producers(graph)
+    users = consumers(graph)
     allow_float = set(allow_float)
     issues: list = []
 
@@ -157,7 +154,7 @@ def lint_qdq(model, allow_float=(), require_per_channel: bool = True) -> list:
                         add("pair-mismatch", node, "zero point differs from its QuantizeLinear's")
         else:  # weight (or bias) dequantize: check the consumer's axis rules
             w = consts[data]
-            for consumer, slot in consumers.get(node.output[0], []):
+            for consumer, slot in users.get(node.output[0], []):
                 if consumer.op_type not in WEIGHTED or slot != 1:
                     continue
                 axis = _weight_axis(consumer, w.ndim)

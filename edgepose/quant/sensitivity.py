@@ -16,51 +16,30 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from edgepose.compare import mean_rel_sq_error
 from edgepose.errors import UsageError
+from edgepose.onnx_graph import name_nodes
+from edgepose.ort_session import create_session, run_feeds
 
 log = logging.getLogger("edgepose")
 
 
-def _outputs(session, feeds):
-    names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, session.run(names, feed))) for feed in feeds]
-
-
-def output_error(reference: list, candidate: list) -> float:
-    """Mean over feeds and outputs of ||cand - ref||^2 / ||ref||^2."""
-    errs = []
-    for ref, cand in zip(reference, candidate):
-        for name, r in ref.items():
-            c = cand[name].astype(np.float64)
-            r = r.astype(np.float64)
-            errs.append(float(np.sum((c - r) ** 2) / max(np.sum(r ** 2), 1e-12)))
-    return float(np.mean(errs)) if errs else 0.0
-
-
 def _session(model_or_path, threads=1):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = int(threads or 1)
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=["CommonSubexpressionElimination"])
+    """A CPU session with CSE disabled, as the INT8 runner has."""
+    return create_session(model_or_path, threads=threads or 1, disable_cse=True)
 
 
 def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progress: bool = False,
                       threads=1) -> list:
     """``[(node_name, error), ...]`` most sensitive first: the output error when only that
     node is quantized.  ``model``: the prepared FP32 ModelProto."""
-    from edgepose.quant.int8 import _name_nodes, quantizable_nodes, quantize_int8
+    from edgepose.quant.int8 import quantizable_nodes, quantize_int8
 
-    model = _name_nodes(model)
+    model = name_nodes(model)
     candidates = list(candidates) if candidates is not None else quantizable_nodes(model)
     if not feeds:
         raise UsageError("sensitivity needs at least one held-out feed")
-    reference = _outputs(_session(model, threads), feeds)
+    reference = run_feeds(_session(model, threads), feeds)
     scores = []
     items = candidates
     if progress:
@@ -71,7 +50,7 @@ def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progres
     for name in items:
         others = [c for c in everything if c != name]
         q = quantize_int8(model, ranges, None, nodes_to_exclude=others, lint=False)
-        scores.append((name, output_error(reference, _outputs(_session(q, threads), feeds))))
+        scores.append((name, mean_rel_sq_error(reference, run_feeds(_session(q, threads), feeds))))
     scores.sort(key=lambda item: -item[1])
     return scores
 
