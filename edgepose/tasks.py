@@ -33,7 +33,8 @@ class TaskSpec:
     none exists) and ``graph_outputs`` its outputs; ``input_multiple``: H and W must be
     multiples of it; ``count_field``: the ModelMeta-sized quantity (classes or joints) and
     ``default_count`` its usual value; ``heads``: ``(name, activation)`` of the raw heads,
-    ``"*"`` channels standing for the count.
+    ``"*"`` channels standing for the count; ``trainer``: the ``edgepose train`` command
+    that trains this task (None: not trainable here).
     """
 
     name: str
@@ -49,6 +50,7 @@ class TaskSpec:
     graph_decoder: str | None = None
     graph_outputs: tuple = ()
     input_multiple: int = 1
+    trainer: str | None = None  # the `edgepose train` command for this task (None: not trainable)
 
     def normalisation(self) -> dict:
         return {"channel_order": self.channel_order, "mean": self.mean, "std": self.std}
@@ -63,11 +65,12 @@ TASK_SPECS = {
     "ctdet": TaskSpec(
         "ctdet", "detector", "BGR", COCO_MEAN_BGR, COCO_STD_BGR, 4,
         (("hm", "*", "sigmoid"), ("wh", 2, None), ("reg", 2, None)), "num_classes", 80,
-        host_decoder="ctdet_decode", graph_decoder="ctdet_topk", graph_outputs=("dets",), input_multiple=32),
+        host_decoder="ctdet_decode", graph_decoder="ctdet_topk", graph_outputs=("dets",), input_multiple=32,
+        trainer="det"),
     "sppe": TaskSpec(
         "sppe", "pose", "RGB", ALPHAPOSE_MEAN_RGB, (1.0, 1.0, 1.0), 4, (("heatmaps", "*", None),),
         "num_joints", 17, host_decoder="heatmap_to_coords", graph_decoder="sppe_argmax",
-        graph_outputs=("coords", "scores")),
+        graph_outputs=("coords", "scores"), trainer="pose"),
     "cornernet": TaskSpec(
         "cornernet", "detector", "BGR", COCO_MEAN_BGR, COCO_STD_BGR, 8,
         (("tl_heat", "*", "sigmoid"), ("br_heat", "*", "sigmoid"), ("tl_tag", 1, None), ("br_tag", 1, None),

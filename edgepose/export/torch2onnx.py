@@ -17,6 +17,7 @@ from edgepose.errors import ExportError, UsageError
 from edgepose.compare import compare_outputs, format_errors
 from edgepose.io_utils import atomic_path
 from edgepose.metadata import ModelMeta, attach_metadata
+from edgepose.tasks import task_spec
 
 FP32_TOLERANCE = 1e-4  # max abs error / max |torch output|, per output
 
@@ -104,9 +105,9 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     model = _prepare_model(model, weights, model_kwargs)
     meta = _meta_for(model, input_size, batch, meta)
     h, w = meta.input_size
-    if h % 32 or w % 32:
-        if meta.task == "ctdet":
-            raise UsageError(f"CenterNet input size must be a multiple of 32, got {h}x{w}")
+    multiple = task_spec(meta.task).input_multiple
+    if h % multiple or w % multiple:
+        raise UsageError(f"{meta.model} ({meta.task}) input size must be a multiple of {multiple}, got {h}x{w}")
     opset = opset or (19 if _uses_deform_conv(model) else 17)
     if opset < 17:
         raise UsageError(f"opset {opset} is too old: edgepose exports opset >= 17 (19 with DeformConv)")

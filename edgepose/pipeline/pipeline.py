@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgepose.data.coco import results_to_coco
 from edgepose.errors import MetadataError, UsageError
 from edgepose.eval.timing import StageTimer
 from edgepose.pipeline import decode, preprocess
@@ -61,8 +62,6 @@ class PoseResult:
 
     def to_coco(self, image_id) -> list:
         """COCO keypoint results (category 1): bbox xywh, keypoints x,y,score, score."""
-        from edgepose.eval.coco import results_to_coco
-
         return results_to_coco(image_id, self.boxes, self.box_scores, self.keypoints,
                                self.keypoint_scores, self.scores)
 

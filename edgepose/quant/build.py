@@ -126,12 +126,9 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
         raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if max_ap_drop is not None and precision != "int8":
         raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
-    if det_onnx is None or pose_onnx is None:
-        from edgepose.models.defaults import default_model_paths
+    from edgepose.models.defaults import resolve_models
 
-        d, p = default_model_paths()
-        det_onnx, pose_onnx = det_onnx or d, pose_onnx or p
-    det_onnx, pose_onnx = Path(det_onnx), Path(pose_onnx)
+    det_onnx, pose_onnx = resolve_models(det_onnx, pose_onnx)
     for path in (det_onnx, pose_onnx):
         if not path.is_file():
             raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.data.coco import find_image, image_roots, read_coco_json
+from edgepose.data.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from edgepose.errors import CalibrationError, UsageError
 from edgepose.onnx_graph import first_real_input, initializer_names, load_model, producers, real_inputs
 from edgepose.ort_session import create_session
@@ -35,8 +37,6 @@ from edgepose.ort_session import create_session
 log = logging.getLogger("edgepose")
 
 METHODS = ("entropy", "minmax", "percentile", "mse")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"}
 _HOW = ("pass --calib DIR (a folder of 50-500 images like the deployment scene), a video file, "
         "a COCO annotation .json, or --calib synthetic")
 
@@ -157,19 +157,9 @@ def _from_video(path: Path, size, progress):
 
 
 def _from_coco(ann: Path, size, progress, images_dir=None):
-    import json
-
-    try:
-        data = json.loads(ann.read_text())
-        entries = data["images"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CalibrationError(f"{ann} is not a readable COCO annotation file ({exc}); {_HOW}") from None
-    dirs = [Path(images_dir)] if images_dir else [ann.parent / "images", ann.parent]
-    files = []
-    for entry in sorted(entries, key=lambda e: e.get("id", 0)):
-        name = entry.get("file_name", "")
-        found = next((d / name for d in dirs if (d / name).is_file()), dirs[0] / name)
-        files.append(found)
+    entries = read_coco_json(ann, error=CalibrationError, how=_HOW)["images"]
+    dirs = image_roots(ann, images_dir or None)
+    files = [find_image(entry.get("file_name", ""), dirs) for entry in sorted(entries, key=lambda e: e.get("id", 0))]
     if not files:
         raise CalibrationError(f"{ann} lists no images; {_HOW}")
     return _read_files(_evenly(files, size), f"coco:{ann}", progress)

@@ -8,6 +8,7 @@ Checkpoints: the official CenterNet wrapper ``{"epoch", "state_dict"}``, written
 from __future__ import annotations
 
 from edgepose.errors import UsageError
+from edgepose.tasks import task_spec
 
 __all__ = ["train_det", "build_det", "det_step_loss", "det_batch_to_torch"]
 
@@ -38,7 +39,7 @@ def build_det(arch="default_det", num_classes=1, input_size=None):
     from edgepose.models import create, get_spec
 
     spec = get_spec(arch)
-    if spec.task != "ctdet":
+    if task_spec(spec.task).trainer != "det":
         raise UsageError(f"{arch} is a {spec.task} model; `train det` needs a CenterNet (ctdet) model such as "
                          "default_det or centernet_res18")
     size = parse_size(input_size, spec.input_size)

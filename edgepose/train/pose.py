@@ -8,6 +8,7 @@ weights from visibility.  Loss: heatmap MSE.  Checkpoints: AlphaPose's bare stat
 from __future__ import annotations
 
 from edgepose.errors import UsageError
+from edgepose.tasks import task_spec
 
 __all__ = ["train_pose", "build_pose", "pose_step_loss"]
 
@@ -18,7 +19,7 @@ def build_pose(arch="default_pose", num_joints=17, input_size=None):
     from edgepose.train.det import parse_size
 
     spec = get_spec(arch)
-    if spec.task != "sppe":
+    if task_spec(spec.task).trainer != "pose":
         raise UsageError(f"{arch} is a {spec.task} model; `train pose` needs a pose (sppe) model such as "
                          "default_pose, simplepose_res50 or fastpose_res50")
     size = parse_size(input_size, spec.input_size)
