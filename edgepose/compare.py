@@ -45,8 +45,11 @@ def cosine(reference, candidate) -> float:
     return float(x @ y / denom)
 
 
-def compare_arrays(name: str, reference, candidate, tolerance: float = float("inf")) -> OutputError:
-    """One :class:`OutputError` row; a shape mismatch gives infinite errors and ``ok=False``."""
+def compare_arrays(name: str, reference, candidate, tolerance: float = float("inf"),
+                   scale_floor: float = 0.0) -> OutputError:
+    """One :class:`OutputError` row; a shape mismatch gives infinite errors and ``ok=False``.
+    ``scale_floor``: lower bound of the ``max |reference|`` that ``max_rel`` divides by (so
+    near-zero outputs are judged absolutely)."""
     ref, got = _as64(reference), _as64(candidate)
     if ref.shape != got.shape:
         return OutputError(name, tuple(got.shape), float("inf"), float("inf"), False, cosine=0.0,
@@ -55,7 +58,7 @@ def compare_arrays(name: str, reference, candidate, tolerance: float = float("in
         return OutputError(name, tuple(ref.shape), 0.0, 0.0, True)
     diff = got - ref
     max_abs = float(np.max(np.abs(diff)))
-    scale = float(np.max(np.abs(ref)))
+    scale = max(float(np.max(np.abs(ref))), float(scale_floor))
     max_rel = max_abs / scale if scale > 0 else max_abs
     rel_sq = float(np.sum(diff ** 2) / max(np.sum(ref ** 2), 1e-12))
     return OutputError(name, tuple(ref.shape), max_abs, max_rel, max_rel <= tolerance,

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 from edgepose.errors import EdgeposeError, UsageError
+from edgepose.progress import say
 
 log = logging.getLogger("edgepose")
 
@@ -28,8 +28,7 @@ PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
 
 def _say(text, progress=True):
-    if progress:
-        print(f"[demo] {text}", file=sys.stderr, flush=True)
+    say(text, enabled=progress, prefix="demo")
 
 
 def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, progress=True):

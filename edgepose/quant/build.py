@@ -28,6 +28,7 @@ from edgepose.compare import compare_runs
 from edgepose.errors import UsageError
 from edgepose.onnx_graph import input_shape
 from edgepose.ort_session import create_session, run_feeds
+from edgepose.progress import say
 
 log = logging.getLogger("edgepose")
 
@@ -35,8 +36,7 @@ PRECISIONS = ("int8", "fp16")
 
 
 def _say(progress, text):
-    if progress:
-        print(f"edgepose build: {text}", flush=True)
+    say(text, enabled=progress, prefix="build")
 
 
 def ort_latency_ms(paths: dict, feed: dict, runs: int = 20, threads: int = 2) -> dict:

@@ -33,6 +33,7 @@ from edgepose.data.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from edgepose.errors import CalibrationError, UsageError
 from edgepose.onnx_graph import first_real_input, initializer_names, load_model, producers, real_inputs
 from edgepose.ort_session import create_session
+from edgepose.progress import bar
 
 log = logging.getLogger("edgepose")
 
@@ -95,11 +96,7 @@ def _cv2():
 
 
 def _progress(iterable, total, desc, enabled):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False)
+    return bar(iterable, total=total, desc=desc, enabled=enabled, unit="img")
 
 
 def _read_files(files, source, progress) -> CalibrationImages:

@@ -20,6 +20,7 @@ from edgepose.compare import mean_rel_sq_error
 from edgepose.errors import UsageError
 from edgepose.onnx_graph import name_nodes
 from edgepose.ort_session import create_session, run_feeds
+from edgepose.progress import bar
 
 log = logging.getLogger("edgepose")
 
@@ -41,11 +42,7 @@ def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progres
         raise UsageError("sensitivity needs at least one held-out feed")
     reference = run_feeds(_session(model, threads), feeds)
     scores = []
-    items = candidates
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(candidates, desc="layer sensitivity", unit="layer", leave=False)
+    items = bar(candidates, total=len(candidates), desc="layer sensitivity", enabled=progress, unit="layer")
     everything = quantizable_nodes(model)
     for name in items:
         others = [c for c in everything if c != name]
