@@ -60,17 +60,7 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
     suffix = Path(text).suffix.lower()
 
     if backend == "torch" or (backend == "auto" and (suffix in _TORCH_SUFFIXES or _split_torch_spec(text)[0])):
-        if suffix in (".onnx", ".engine", ".plan"):
-            raise UsageError(f"{text}: the torch backend runs zoo models (name or name:weights.pth), "
-                             "not ONNX/engine files; use --backend onnxruntime or tensorrt")
-        from edgepose.backends.torch_runner import TorchRunner
-
-        name, weights = _split_torch_spec(text)
-        name = name or model
-        if name is None:
-            raise UsageError(f"{text}: say which zoo model the checkpoint is for, e.g. centernet_res18:{text}")
-        runner = TorchRunner(name, weights=weights, meta=kw.pop("meta", None))
-        return _with_overrides(runner, meta_overrides)
+        return _with_overrides(_torch_runner(text, suffix, model, kw.pop("meta", None)), meta_overrides)
 
     if suffix in (".engine", ".plan"):
         if backend in ("auto", "tensorrt"):
@@ -104,6 +94,19 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
 
     ort_kw = {k: kw[k] for k in ("providers", "threads", "disable_cse", "meta") if k in kw}
     return _with_overrides(ORTRunner(text, **ort_kw), meta_overrides)
+
+
+def _torch_runner(text, suffix, model, meta):
+    if suffix in (".onnx", ".engine", ".plan"):
+        raise UsageError(f"{text}: the torch backend runs zoo models (name or name:weights.pth), "
+                         "not ONNX/engine files; use --backend onnxruntime or tensorrt")
+    from edgepose.backends.torch_runner import TorchRunner
+
+    name, weights = _split_torch_spec(text)
+    name = name or model
+    if name is None:
+        raise UsageError(f"{text}: say which zoo model the checkpoint is for, e.g. centernet_res18:{text}")
+    return TorchRunner(name, weights=weights, meta=meta)
 
 
 # ---------------------------------------------------------------- metadata for bare ONNX files

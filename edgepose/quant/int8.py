@@ -133,8 +133,6 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     Returns the quantized ``onnx.ModelProto``.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
@@ -143,12 +141,36 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     if meta is None:
         with contextlib.suppress(Exception):
             meta = metadata_from_proto(model)
-    data = {name: TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
-            for name, amax in ranges.items()}
     known = {n.name for n in model.graph.node}
     unknown = sorted(set(nodes_to_exclude) - known)
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
+    qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    if not quantize_outputs:
+        drop_output_qdq(qmodel)
+    if meta is not None:
+        extra_fields = dict(meta.extra or {})
+        extra_fields.update(extra_meta or {})
+        attach_metadata(qmodel, meta.replace(precision="int8", extra=extra_fields))
+    if lint:
+        from edgepose.quant.lint import check_qdq
+
+        check_qdq(qmodel, allow_float=set(nodes_to_exclude))
+    if out_path is not None:
+        with atomic_path(out_path) as tmp_path:
+            onnx.save(qmodel, str(tmp_path))
+    return qmodel
+
+
+def _quantize_static_qdq(model, ranges: dict, nodes_to_exclude, op_types):
+    """ONNX Runtime's ``quantize_static`` in QDQ format with our ranges as its calibration
+    cache: symmetric INT8, per-channel weights, dedicated Q/DQ pairs, float bias."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    data = {name: TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
+            for name, amax in ranges.items()}
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
@@ -176,21 +198,7 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
                                     "FP32 graph exported by `edgepose export`") from None
         finally:
             root.setLevel(level)
-        qmodel = onnx.load(str(dst))
-    if not quantize_outputs:
-        drop_output_qdq(qmodel)
-    if meta is not None:
-        extra_fields = dict(meta.extra or {})
-        extra_fields.update(extra_meta or {})
-        attach_metadata(qmodel, meta.replace(precision="int8", extra=extra_fields))
-    if lint:
-        from edgepose.quant.lint import check_qdq
-
-        check_qdq(qmodel, allow_float=set(nodes_to_exclude))
-    if out_path is not None:
-        with atomic_path(out_path) as tmp_path:
-            onnx.save(qmodel, str(tmp_path))
-    return qmodel
+        return onnx.load(str(dst))
 
 
 def ort_optimized_ops(model_path, disable_cse: bool = True) -> Counter:
