@@ -64,17 +64,13 @@ class CocoPeople:
         base = data_dir if data_dir is not None else ann_file.parent
         roots = ([Path(image_dir)] if image_dir is not None else []) + image_roots(base / "annotations.json")
         self.category_id = int(category_id)
-        self.images = []
-        for img in coco["images"]:
-            name = img["file_name"]
-            path = find_image(name, roots)
-            self.images.append({"id": img["id"], "file_name": name, "width": img.get("width"),
-                                "height": img.get("height"), "path": path})
+        self.images = [{"id": img["id"], "file_name": img["file_name"], "width": img.get("width"),
+                        "height": img.get("height"), "path": find_image(img["file_name"], roots)}
+                       for img in coco["images"]]
         self.anns = {img["id"]: [] for img in self.images}
         for ann in coco["annotations"]:
-            if ann.get("category_id", 1) != self.category_id or ann.get("iscrowd", 0):
-                continue
-            if ann["image_id"] in self.anns:
+            if ann.get("category_id", 1) == self.category_id and not ann.get("iscrowd", 0) \
+                    and ann["image_id"] in self.anns:
                 self.anns[ann["image_id"]].append(ann)
         self._cache = {} if cache else None
 
