@@ -23,8 +23,7 @@ def load_model(model_or_path, load_external_data: bool = True, error=MetadataErr
     try:
         return onnx.load(str(model_or_path), load_external_data=load_external_data)
     except FileNotFoundError:
-        raise error(f"{model_or_path}: no such ONNX file; check the path or export it with `edgepose export`") \
-            from None
+        raise error(f"{model_or_path}: no such file; check the path or export it with `edgepose export`") from None
     except EdgeposeError:
         raise
     except Exception as exc:  # protobuf DecodeError and friends

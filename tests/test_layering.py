@@ -32,6 +32,7 @@ LAYERS = {
 PART_OF = {  # top-level modules/packages -> layer (packages not named here are their own layer)
     "data": "bottom", "errors": "bottom", "metadata": "bottom", "tasks": "bottom", "onnx_graph": "bottom",
     "ort_session": "bottom", "compare": "bottom", "progress": "bottom", "io_utils": "bottom", "_deps": "bottom",
+    "_lazy": "bottom",
     "plugins": "ops",  # the plugin library loader sits beside the custom ops it serves
     "demo": "workflows",  # orchestration; moves into edgepose/workflows/ (issue 11 item 1)
     "__main__": "cli",
