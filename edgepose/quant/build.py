@@ -29,6 +29,7 @@ from edgepose.errors import UsageError
 from edgepose.onnx_graph import input_shape
 from edgepose.ort_session import create_session, run_feeds
 from edgepose.progress import say
+from edgepose.tasks import task_spec
 
 log = logging.getLogger("edgepose")
 
@@ -135,9 +136,9 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metas = {"det": read_metadata(det_onnx), "pose": read_metadata(pose_onnx)}
-    if metas["det"].task not in ("ctdet",):
+    if task_spec(metas["det"].task).host_decoder != "ctdet_decode":  # feeds use CenterNet preprocessing
         raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
-    if metas["pose"].task != "sppe":
+    if task_spec(metas["pose"].task).role != "pose":
         raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
     measure = bool(measure) or max_ap_drop is not None
     src = {"det": det_onnx, "pose": pose_onnx}
