@@ -92,12 +92,9 @@ def discover_rows(args):
     from edgepose._deps import available
 
     rows, skipped = [], []
-    det, pose = args.det, args.pose
-    if det is None or pose is None:
-        from edgepose.models.defaults import default_model_paths
+    from edgepose.models.defaults import resolve_models
 
-        d_det, d_pose = default_model_paths()
-        det, pose = det or str(d_det), pose or str(d_pose)
+    det, pose = (str(path) for path in resolve_models(args.det, args.pose))
     # torch eager (reference) -- the zoo model with the same weights
     if "torch" in args.backends:
         if not available("torch"):

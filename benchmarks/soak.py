@@ -94,12 +94,9 @@ def run(args) -> dict:
     from edgepose.io_utils import atomic_path
     from edgepose.pipeline.pipeline import Pipeline
 
-    det, pose = args.det, args.pose
-    if det is None or pose is None:
-        from edgepose.models.defaults import default_model_paths
+    from edgepose.models.defaults import resolve_models
 
-        d, p = default_model_paths()
-        det, pose = det or str(d), pose or str(p)
+    det, pose = (str(path) for path in resolve_models(args.det, args.pose))
     runner_kw = {"threads": args.threads} if args.threads else {}
     frames = frame_source(args)
     pipe = Pipeline.from_files(det, pose, backend=args.backend, runner_kw=runner_kw)

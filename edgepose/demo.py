@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 from edgepose.errors import EdgeposeError, UsageError
+from edgepose.progress import say
 
 log = logging.getLogger("edgepose")
 
@@ -28,8 +28,7 @@ PRECISIONS = ("auto", "int8", "fp16", "fp32")
 
 
 def _say(text, progress=True):
-    if progress:
-        print(f"[demo] {text}", file=sys.stderr, flush=True)
+    say(text, enabled=progress, prefix="demo")
 
 
 def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, progress=True):
@@ -103,7 +102,7 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     from edgepose.data.synthetic import generate_clip, generate_dataset
     from edgepose.eval.dataset_eval import evaluate_pipeline
     from edgepose.io_utils import atomic_path
-    from edgepose.models.defaults import default_model_paths
+    from edgepose.models.defaults import resolve_models
     from edgepose.pipeline.pipeline import Pipeline
 
     if precision not in PRECISIONS:
@@ -116,7 +115,7 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     data.mkdir(parents=True, exist_ok=True)
 
     _say("exporting the default models to ONNX (first run only) ...", progress)
-    det32, pose32 = default_model_paths()
+    det32, pose32 = resolve_models()
     prec, det, pose, note = build_best_precision(det32, pose32, out / "build", precision, cache_dir=data,
                                                  progress=progress)
     _say(f"precision: {prec.upper()} -- {note}", progress)

@@ -126,12 +126,7 @@ def metadata_from_proto(model_proto, source: str = "model") -> ModelMeta:
 
 def read_metadata(onnx_path: str) -> ModelMeta:
     """Read the metadata of an ONNX file without loading its weights into memory."""
-    import onnx
+    from edgepose.onnx_graph import load_model
 
-    try:
-        proto = onnx.load(str(onnx_path), load_external_data=False)
-    except FileNotFoundError:
-        raise MetadataError(f"{onnx_path}: no such file") from None
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise MetadataError(f"{onnx_path} is not a readable ONNX file ({exc}); re-export it") from None
+    proto = load_model(onnx_path, load_external_data=False, error=MetadataError)
     return metadata_from_proto(proto, source=str(onnx_path))

@@ -18,6 +18,9 @@ MUST_IMPORT_WITHOUT_TORCH = (
     "edgepose.backends.tensorrt", "edgepose.backends.trt.runner", "edgepose.backends.trt.build",
     "edgepose.pipeline", "edgepose.pipeline.pipeline", "edgepose.pipeline.preprocess", "edgepose.pipeline.decode", "edgepose.data.sources", "edgepose.eval.coco",
     "edgepose.eval.timing", "edgepose.plugins", "edgepose.ops",
+    # bottom layer, and the NumPy decode the pipeline takes from ops.heatmap_topk
+    "edgepose.tasks", "edgepose.onnx_graph", "edgepose.ort_session", "edgepose.compare", "edgepose.progress",
+    "edgepose.data.coco", "edgepose.ops.heatmap_topk",
 )
 
 _PROBE = textwrap.dedent("""

@@ -7,12 +7,13 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from edgepose.compare import mean_rel_sq_error as output_error
 from edgepose.metadata import read_metadata
 from edgepose.quant import calibration as C
 from edgepose.quant.build import build_precision
 from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
 from edgepose.quant.lint import lint_qdq
-from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity, output_error
+from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
 
 from test_quant_int8 import _run, make_tiny_models
 

@@ -60,17 +60,7 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
     suffix = Path(text).suffix.lower()
 
     if backend == "torch" or (backend == "auto" and (suffix in _TORCH_SUFFIXES or _split_torch_spec(text)[0])):
-        if suffix in (".onnx", ".engine", ".plan"):
-            raise UsageError(f"{text}: the torch backend runs zoo models (name or name:weights.pth), "
-                             "not ONNX/engine files; use --backend onnxruntime or tensorrt")
-        from edgepose.backends.torch_runner import TorchRunner
-
-        name, weights = _split_torch_spec(text)
-        name = name or model
-        if name is None:
-            raise UsageError(f"{text}: say which zoo model the checkpoint is for, e.g. centernet_res18:{text}")
-        runner = TorchRunner(name, weights=weights, meta=kw.pop("meta", None))
-        return _with_overrides(runner, meta_overrides)
+        return _with_overrides(_torch_runner(text, suffix, model, kw.pop("meta", None)), meta_overrides)
 
     if suffix in (".engine", ".plan"):
         if backend in ("auto", "tensorrt"):
@@ -106,29 +96,34 @@ def load_runner(path_or_model, backend: str = "auto", meta_overrides: dict | Non
     return _with_overrides(ORTRunner(text, **ort_kw), meta_overrides)
 
 
+def _torch_runner(text, suffix, model, meta):
+    if suffix in (".onnx", ".engine", ".plan"):
+        raise UsageError(f"{text}: the torch backend runs zoo models (name or name:weights.pth), "
+                         "not ONNX/engine files; use --backend onnxruntime or tensorrt")
+    from edgepose.backends.torch_runner import TorchRunner
+
+    name, weights = _split_torch_spec(text)
+    name = name or model
+    if name is None:
+        raise UsageError(f"{text}: say which zoo model the checkpoint is for, e.g. centernet_res18:{text}")
+    return TorchRunner(name, weights=weights, meta=meta)
+
+
 # ---------------------------------------------------------------- metadata for bare ONNX files
 def guess_meta(runner, **overrides):
     """Build a ModelMeta for a model without edgepose metadata from its output names/shapes
     plus ``overrides`` (input_size, mean, std, ...).  ``input_size`` is required unless the
     input shape is static."""
-    from edgepose.metadata import ALPHAPOSE_MEAN_RGB, COCO_FLIP_PAIRS, COCO_KEYPOINTS, COCO_MEAN_BGR, \
-        COCO_STD_BGR, ModelMeta
+    from edgepose.metadata import ModelMeta
+    from edgepose.tasks import bare_meta_fields, guess_task
 
     names = [o.name for o in runner.outputs]
     spec_in = runner.inputs[0]
-    if {"hm", "wh"} <= set(names):
-        task, decode = "ctdet", None
-    elif "dets" in names:
-        task, decode = "ctdet", "ctdet_topk"
-    elif any(n.startswith("tl_") for n in names):
-        task, decode = "cornernet", None
-    elif {"coords", "scores"} <= set(names):
-        task, decode = "sppe", "sppe_argmax"
-    elif len(names) == 1:
-        task, decode = "sppe", None
-    else:
+    guessed = guess_task(names)
+    if guessed is None:
         raise MetadataError(f"{runner.name}: cannot tell the model kind from outputs {names}; re-export it "
                             "with `edgepose export` so it carries edgepose metadata")
+    task, decode = guessed
     size = overrides.pop("input_size", None)
     if size is None:
         hw = spec_in.shape[2:4]
@@ -136,15 +131,7 @@ def guess_meta(runner, **overrides):
             raise MetadataError(f"{runner.name} has no edgepose metadata and a dynamic input size; "
                                 "pass --input-size HxW (or re-export with `edgepose export`)")
         size = hw
-    if task == "sppe":
-        base = dict(channel_order="RGB", mean=ALPHAPOSE_MEAN_RGB, std=(1.0, 1.0, 1.0), num_classes=1,
-                    keypoint_names=COCO_KEYPOINTS, flip_pairs=COCO_FLIP_PAIRS,
-                    heads={"heatmaps": {"channels": 17, "stride": 4, "activation": None}})
-    else:
-        base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR)
-        if task == "ctdet":
-            base["heads"] = {n: {"channels": None, "stride": 4, "activation": "sigmoid" if n == "hm" else None}
-                             for n in names}
+    base = bare_meta_fields(task, names)
     base.update(model=Path(str(runner.name)).stem, task=task, decode=decode, input_size=tuple(size),
                 input_name=spec_in.name, output_names=names, batch=spec_in.shape[0])
     base.update(overrides)

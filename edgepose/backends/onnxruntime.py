@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepose._deps import require
 from edgepose.backends.base import Runner, TensorSpec
-from edgepose.errors import EdgeposeError, MetadataError, UsageError
+from edgepose.errors import MetadataError, UsageError
+from edgepose.ort_session import create_session, default_providers
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -33,15 +33,8 @@ def _spec(node) -> TensorSpec:
     return TensorSpec(node.name, shape, np.dtype(_ORT_DTYPES[node.type]))
 
 
-def default_providers(ort) -> list:
-    available = ort.get_available_providers()
-    wanted = [p for p in ("CUDAExecutionProvider",) if p in available]
-    return wanted + ["CPUExecutionProvider"]
-
-
 def _is_int8(path) -> bool:
     """True when the file's edgepose metadata says INT8 (reads metadata only, not weights)."""
-    from edgepose.errors import MetadataError
     from edgepose.metadata import read_metadata
 
     try:
@@ -65,30 +58,17 @@ class ORTRunner(Runner):
     backend = "onnxruntime"
 
     def __init__(self, path, providers=None, threads=None, disable_cse=None, meta=None):
-        ort = require("onnxruntime")
         self.path = Path(path)
         self.name = self.path.name
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such ONNX file; check the path or export it with `edgepose export`")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # The pipeline alternates two sessions (detector, pose). Spinning worker threads of the
-        # idle one steal the cores the busy one needs: on 2 cores this tripled detector latency.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        kwargs = {}
         if disable_cse is None:
             disable_cse = _is_int8(self.path)
-        if disable_cse:
-            kwargs["disabled_optimizers"] = ["CommonSubexpressionElimination"]
-        self.providers = list(providers) if providers else default_providers(ort)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers, **kwargs)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            raise EdgeposeError(f"ONNX Runtime cannot load {self.path} ({str(exc).splitlines()[0]}); "
-                                "re-export it or check that the opset is supported") from None
+        self.providers = list(providers) if providers else default_providers()
+        # The pipeline alternates two sessions (detector, pose). Spinning worker threads of the
+        # idle one steal the cores the busy one needs: on 2 cores this tripled detector latency.
+        self.session = create_session(self.path, self.providers, threads=threads, disable_cse=bool(disable_cse),
+                                      spinning=False)
         self.inputs = [_spec(n) for n in self.session.get_inputs()]
         self.outputs = [_spec(n) for n in self.session.get_outputs()]
         self._output_names = [o.name for o in self.outputs]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.data.coco import PERSON, read_coco_json, results_to_coco
 from edgepose.errors import SourceError, UsageError
 
 __all__ = ["evaluate", "results_to_coco", "format_table", "COCO_KPT_OKS_SIGMAS", "METRIC_NAMES"]
 
-PERSON = 1
 COCO_KPT_OKS_SIGMAS = np.array(
     [.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10.0
 
@@ -49,26 +49,6 @@ def _coco_api():
     from pycocotools.cocoeval import COCOeval
 
     return COCO, COCOeval
-
-
-def read_coco_json(ann) -> dict:
-    """The COCO-format dict in ``ann`` (a path or a dict), checked to have images and annotations."""
-    if isinstance(ann, dict):
-        doc = ann
-    else:
-        path = Path(ann)
-        if not path.is_file():
-            raise SourceError(f"{path}: no such annotation file; pass a COCO-format JSON "
-                              "(e.g. person_keypoints_val2017.json, or val/annotations.json from "
-                              "`edgepose data synth --out val`)")
-        try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{path} is not valid JSON ({exc}); pass a COCO annotation file") from None
-    if not isinstance(doc, dict) or "images" not in doc or "annotations" not in doc:
-        raise SourceError(f"{ann if not isinstance(ann, dict) else 'annotation dict'}: not a COCO annotation "
-                          "file (it needs 'images', 'annotations' and 'categories')")
-    return doc
 
 
 def _load_gt(ann, verbose):
@@ -167,51 +147,6 @@ def evaluate(ann, results, iou_types=("bbox", "keypoints"), verbose=False):
         for name in _REPORTED[iou_type]:
             metrics[f"{iou_type}_{name}"] = stats[name]
     return metrics
-
-
-def results_to_coco(image_id, boxes, box_scores, keypoints=None, kp_scores=None, pose_scores=None):
-    """COCO results records for one image.
-
-    ``boxes[N, 4]`` xyxy image pixels, ``box_scores[N]``, ``keypoints[N, 17, 2]``,
-    ``kp_scores[N, 17, 1]`` (or ``[N, 17]``), ``pose_scores[N]``.  Each record has
-    ``image_id``, ``category_id`` 1, ``bbox`` ``[x, y, w, h]``, ``keypoints`` flat
-    ``[x, y, v] * 17`` with ``v`` = joint score, and ``score`` (the pose score when given,
-    else the box score).  ``keypoints=None`` gives box-only records.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
-    n = len(boxes)
-    if n == 0:  # a frame without people contributes no records
-        return []
-    box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
-    if box_scores.shape != (n,):
-        raise UsageError(f"{n} boxes but {box_scores.size} box scores; pass one score per box")
-    kps = None
-    if keypoints is not None:
-        kps = np.asarray(keypoints, dtype=np.float64).reshape(n, -1, 2)
-        if kp_scores is None:
-            raise UsageError("keypoints given without kp_scores; pass the joint scores too")
-        ks = np.asarray(kp_scores, dtype=np.float64).reshape(n, -1)
-        if ks.shape != kps.shape[:2]:
-            raise UsageError(f"keypoints {kps.shape} and kp_scores {ks.shape} disagree; pass [N, J, 2] and [N, J, 1]")
-        kps = np.concatenate([kps, ks[..., None]], axis=2).reshape(n, -1)
-    scores = box_scores
-    if pose_scores is not None:
-        scores = np.asarray(pose_scores, dtype=np.float64).reshape(-1)
-        if scores.shape != (n,):
-            raise UsageError(f"{n} people but {scores.size} pose scores; pass one score per person")
-    try:
-        image_id = int(image_id)
-    except (TypeError, ValueError):
-        pass
-    out = []
-    for i in range(n):
-        x1, y1, x2, y2 = (float(v) for v in boxes[i])
-        rec = {"image_id": image_id, "category_id": PERSON, "bbox": [x1, y1, x2 - x1, y2 - y1],
-               "score": float(scores[i])}
-        if kps is not None:
-            rec["keypoints"] = [float(v) for v in kps[i]]
-        out.append(rec)
-    return out
 
 
 def format_table(metrics):

@@ -28,7 +28,7 @@ def load_person_coco(ann_file, limit: int | None = None, quiet: bool = True):
     require("pycocotools")
     from pycocotools.coco import COCO
 
-    from edgepose.eval.coco import read_coco_json
+    from edgepose.data.coco import read_coco_json
 
     doc = read_coco_json(ann_file)
     cats = [c for c in doc.get("categories", []) if c.get("id") == PERSON]

@@ -33,9 +33,10 @@ Usage (the export step)::
 from __future__ import annotations
 
 from edgepose.errors import UsageError
+from edgepose.tasks import TASK_SPECS, task_spec
 
-CTDET_DECODE = "ctdet_topk"
-SPPE_DECODE = "sppe_argmax"
+CTDET_DECODE = TASK_SPECS["ctdet"].graph_decoder
+SPPE_DECODE = TASK_SPECS["sppe"].graph_decoder
 
 
 def _heads_dict(out, names):
@@ -102,10 +103,10 @@ def _wrapper_class():
     class DecodeWrapper(nn.Module):
         """``model`` followed by the in-graph decoder of its task."""
 
-        def __init__(self, model, task, names, K=100, apply_sigmoid=True, stride=4):
+        def __init__(self, model, decoder, names, K=100, apply_sigmoid=True, stride=4):
             super().__init__()
             self.model = model
-            self.task = task
+            self.decoder = decoder
             self.names = list(names)
             self.K = int(K)
             self.apply_sigmoid = bool(apply_sigmoid)
@@ -113,7 +114,7 @@ def _wrapper_class():
 
         def forward(self, x):
             heads = _heads_dict(self.model(x), self.names)
-            if self.task == "ctdet":
+            if self.decoder == CTDET_DECODE:
                 missing = [k for k in ("hm", "wh") if k not in heads]
                 if missing:
                     raise UsageError(f"ctdet decode needs the heads hm, wh (and reg); missing {missing}")
@@ -137,9 +138,10 @@ def wrap_with_decode(model, meta, K: int = 100):
     ``meta_updates`` goes into ``meta.replace(**meta_updates)``: ``decode``, ``decode_k``,
     ``output_names`` and ``extra["decode_units"]``."""
     task = meta.task
+    decoder = task_spec(task).graph_decoder
     names = list(meta.output_names or meta.heads or [])
     cls = _wrapper_class()
-    if task == "ctdet":
+    if decoder == CTDET_DECODE:
         from edgepose.ops.heatmap_topk import PLUGIN_K_LIMIT
 
         K = int(K)
@@ -148,15 +150,15 @@ def wrap_with_decode(model, meta, K: int = 100):
         hm_head = (meta.heads or {}).get("hm", {})
         stride = int(hm_head.get("stride") or 4)
         apply_sigmoid = hm_head.get("activation", "sigmoid") == "sigmoid"
-        wrapped = cls(model, task, names, K=K, apply_sigmoid=apply_sigmoid, stride=stride)
+        wrapped = cls(model, decoder, names, K=K, apply_sigmoid=apply_sigmoid, stride=stride)
         updates = {"decode": CTDET_DECODE, "decode_k": K, "output_names": ["dets"],
                    "extra": {**(meta.extra or {}), "decode_units": "input_pixels",
                              "dets_layout": "x1,y1,x2,y2,score,class"}}
-        return wrapped, ["dets"], updates
-    if task == "sppe":
-        wrapped = cls(model, task, names)
+        return wrapped, list(task_spec(task).graph_outputs), updates
+    if decoder == SPPE_DECODE:
+        wrapped = cls(model, decoder, names)
         updates = {"decode": SPPE_DECODE, "decode_k": None, "output_names": ["coords", "scores"],
                    "extra": {**(meta.extra or {}), "decode_units": "heatmap_pixels"}}
-        return wrapped, ["coords", "scores"], updates
+        return wrapped, list(task_spec(task).graph_outputs), updates
     raise UsageError(f"in-graph decode exists for the tasks ctdet and sppe, not {task!r}; "
                      "export without --decode and decode on the host")

@@ -14,9 +14,10 @@ import numpy as np
 
 from edgepose._deps import require
 from edgepose.errors import ExportError, UsageError
-from edgepose.export.verify import compare_outputs, format_errors
+from edgepose.compare import compare_outputs, format_errors
 from edgepose.io_utils import atomic_path
 from edgepose.metadata import ModelMeta, attach_metadata
+from edgepose.tasks import task_spec
 
 FP32_TOLERANCE = 1e-4  # max abs error / max |torch output|, per output
 
@@ -93,8 +94,6 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     when ONNX Runtime and PyTorch differ by more than ``tolerance`` of an output's maximum.
     """
     torch = require("torch")
-    from edgepose.ops import plugin_export
-
     say = log or (lambda msg: None)
     batch = _parse_batch(batch)
     plugins = _resolve_plugins(plugins)
@@ -104,14 +103,10 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     model = _prepare_model(model, weights, model_kwargs)
     meta = _meta_for(model, input_size, batch, meta)
     h, w = meta.input_size
-    if h % 32 or w % 32:
-        if meta.task == "ctdet":
-            raise UsageError(f"CenterNet input size must be a multiple of 32, got {h}x{w}")
-    opset = opset or (19 if _uses_deform_conv(model) else 17)
-    if opset < 17:
-        raise UsageError(f"opset {opset} is too old: edgepose exports opset >= 17 (19 with DeformConv)")
-    if _uses_deform_conv(model) and opset < 19:
-        raise UsageError("this model has deformable convolutions, which ONNX has from opset 19: use --opset 19")
+    multiple = task_spec(meta.task).input_multiple
+    if h % multiple or w % multiple:
+        raise UsageError(f"{meta.model} ({meta.task}) input size must be a multiple of {multiple}, got {h}x{w}")
+    opset = _check_opset(model, opset)
 
     net, output_names = model, None
     if decode:
@@ -119,54 +114,81 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
 
         net, output_names, updates = wrap_with_decode(model, meta, K=decode_k)
         meta = meta.replace(**updates)
-    generator = torch.Generator().manual_seed(seed)
-    example = torch.randn(batch or 2, 3, h, w, generator=generator)
-    with torch.no_grad():
-        reference = net(example)
-    if isinstance(reference, dict):
-        output_names = output_names or list(reference)
-        reference = {k: v.numpy() for k, v in reference.items()}
-    else:
-        reference = reference if isinstance(reference, (tuple, list)) else (reference,)
-        reference = dict(zip(output_names, (r.numpy() for r in reference)))
+    example = torch.randn(batch or 2, 3, h, w, generator=torch.Generator().manual_seed(seed))
+    output_names, reference = _reference_outputs(net, example, output_names)
     meta = meta.replace(output_names=output_names, opset=opset, input_name=meta.input_name or "input")
-    input_name = meta.input_name
-    dynamic_axes = None
-    if batch is None:
-        dynamic_axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
-
-    onnx = require("onnx")
-    with tempfile.TemporaryDirectory() as tmp:
-        raw_path = Path(tmp) / "raw.onnx"
-        say(f"exporting {meta.model} to ONNX (opset {opset})")
-        try:
-            with plugin_export(plugins), torch.no_grad():
-                torch.onnx.export(net, (example,), str(raw_path), input_names=[input_name],
-                                  output_names=output_names, opset_version=opset,
-                                  dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
-        except Exception as exc:  # the exporter raises many kinds
-            raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
-        proto = onnx.load(str(raw_path))
+    say(f"exporting {meta.model} to ONNX (opset {opset})")
+    proto = _run_exporter(net, example, meta, batch, plugins)
     report = ExportReport(path=Path(out_path), meta=meta, tolerance=tolerance)
     if simplify and not plugins:
         proto, report.simplified = _simplify(proto, report.notes)
     elif plugins:
         report.notes.append("not simplified: graph has plugin nodes")
     attach_metadata(proto, meta)
+    _save_verified(proto, report, example.numpy(), reference, verify and not plugins, say)
+    if plugins:
+        report.notes.append("not verified on ONNX Runtime: plugin nodes run only in TensorRT "
+                            "(export without --plugins to verify the decomposition)")
+    return report
 
-    with atomic_path(out_path) as tmp_path:
+
+def _check_opset(model, opset):
+    opset = opset or (19 if _uses_deform_conv(model) else 17)
+    if opset < 17:
+        raise UsageError(f"opset {opset} is too old: edgepose exports opset >= 17 (19 with DeformConv)")
+    if _uses_deform_conv(model) and opset < 19:
+        raise UsageError("this model has deformable convolutions, which ONNX has from opset 19: use --opset 19")
+    return opset
+
+
+def _reference_outputs(net, example, output_names):
+    """PyTorch's outputs on ``example``: ``(output names, {name: array})``."""
+    import torch
+
+    with torch.no_grad():
+        reference = net(example)
+    if isinstance(reference, dict):
+        return output_names or list(reference), {k: v.numpy() for k, v in reference.items()}
+    reference = reference if isinstance(reference, (tuple, list)) else (reference,)
+    return output_names, dict(zip(output_names, (r.numpy() for r in reference)))
+
+
+def _run_exporter(net, example, meta, batch, plugins):
+    """``torch.onnx.export`` (TorchScript exporter) of ``net`` -> ModelProto."""
+    import torch
+
+    from edgepose.ops import plugin_export
+
+    onnx = require("onnx")
+    input_name, output_names = meta.input_name, meta.output_names
+    dynamic_axes = None
+    if batch is None:
+        dynamic_axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+    with tempfile.TemporaryDirectory() as tmp:
+        raw_path = Path(tmp) / "raw.onnx"
+        try:
+            with plugin_export(plugins), torch.no_grad():
+                torch.onnx.export(net, (example,), str(raw_path), input_names=[input_name],
+                                  output_names=output_names, opset_version=meta.opset,
+                                  dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        except Exception as exc:  # the exporter raises many kinds
+            raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
+        return onnx.load(str(raw_path))
+
+
+def _save_verified(proto, report, example, reference, verify, say):
+    """Write ``proto`` to ``report.path`` atomically; with ``verify`` only when ONNX Runtime
+    agrees with ``reference`` within ``report.tolerance`` (ExportError, no file, otherwise)."""
+    onnx = require("onnx")
+    with atomic_path(report.path) as tmp_path:
         onnx.save(proto, str(tmp_path))
-        if verify and not plugins:
+        if verify:
             say("checking ONNX Runtime against PyTorch")
-            report.errors = _verify(tmp_path, input_name, example.numpy(), reference, tolerance)
+            report.errors = _verify(tmp_path, report.meta.input_name, example, reference, report.tolerance)
             report.verified = True
             if not all(e.ok for e in report.errors):
                 raise ExportError("ONNX Runtime and PyTorch disagree beyond tolerance; no file written.\n"
-                                  + format_errors(report.errors, tolerance))
-        elif plugins:
-            report.notes.append("not verified on ONNX Runtime: plugin nodes run only in TensorRT "
-                                "(export without --plugins to verify the decomposition)")
-    return report
+                                  + format_errors(report.errors, report.tolerance))
 
 
 def _resolve_plugins(plugins) -> bool:
@@ -199,28 +221,27 @@ def _simplify(proto, notes):
 
 
 def _verify(path, input_name, example, reference, tolerance):
-    ort = require("onnxruntime")
-    options = ort.SessionOptions()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    outputs = dict(zip(names, session.run(names, {input_name: example.astype(np.float32)})))
-    if "dets" in outputs:  # decoded rows: near-equal scores may come out in another order
-        outputs = {**outputs, "dets": _match_rows(reference["dets"], outputs["dets"])}
-        rows = compare_outputs(reference, outputs, tolerance)
-        total = int(np.prod(reference["dets"].shape[:2]))
-        for r in rows:
-            if r.name == "dets":
-                r.name = "dets"
-                r.note = f"{total - _match_rows.skipped}/{total} rows compared; the rest tie within 1e-4"
-        return rows
-    return compare_outputs(reference, outputs, tolerance)
+    from edgepose.ort_session import create_session, run_feeds
+
+    session = create_session(path, error=ExportError)
+    outputs = run_feeds(session, [{input_name: example.astype(np.float32)}])[0]
+    if "dets" not in outputs:
+        return compare_outputs(reference, outputs, tolerance)
+    # decoded rows: near-equal scores may come out in another order
+    matched, skipped = _match_rows(reference["dets"], outputs["dets"])
+    rows = compare_outputs(reference, {**outputs, "dets": matched}, tolerance)
+    total = int(np.prod(reference["dets"].shape[:2]))
+    for r in rows:
+        if r.name == "dets":
+            r.note = f"{total - skipped}/{total} rows compared; the rest tie within 1e-4"
+    return rows
 
 
 def _match_rows(ref, got, score_tol=1e-4):
     """Pair each reference row [x1,y1,x2,y2,score,cls] with the candidate row of the same class
     and score.  Rows whose score is within ``score_tol`` of another row's are ambiguous (a
-    near-tie can move a 3x3 peak or swap the K-th detection) and keep the reference value;
-    ``_match_rows.skipped`` counts them."""
+    near-tie can move a 3x3 peak or swap the K-th detection) and keep the reference value.
+    Returns ``(matched rows, number of ambiguous rows skipped)``."""
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     matched, skipped = ref.copy(), 0
     for b in range(ref.shape[0]):
@@ -233,5 +254,4 @@ def _match_rows(ref, got, score_tol=1e-4):
                 matched[b, i] = got[b, i]  # a clear detection ORT lacks: report the mismatch
             else:
                 skipped += 1
-    _match_rows.skipped = skipped
-    return matched
+    return matched, skipped

@@ -11,14 +11,8 @@ import importlib
 from dataclasses import dataclass, field
 
 from edgepose.errors import UsageError
-from edgepose.metadata import (
-    ALPHAPOSE_MEAN_RGB,
-    COCO_FLIP_PAIRS,
-    COCO_KEYPOINTS,
-    COCO_MEAN_BGR,
-    COCO_STD_BGR,
-    ModelMeta,
-)
+from edgepose.metadata import ModelMeta
+from edgepose.tasks import model_meta_fields, task_spec
 
 
 @dataclass(frozen=True)
@@ -33,34 +27,12 @@ class ModelSpec:
     description: str = ""
 
     def meta(self, **overrides) -> ModelMeta:
-        """Runtime metadata for this model (normalisation, heads, keypoints)."""
+        """Runtime metadata for this model (normalisation, heads, keypoints) from the task table."""
         kw = {**self.defaults, **overrides}
-        if self.task == "ctdet":
-            nc = kw.get("num_classes", 80)
-            heads = {
-                "hm": {"channels": nc, "stride": 4, "activation": "sigmoid"},
-                "wh": {"channels": 2, "stride": 4, "activation": None},
-                "reg": {"channels": 2, "stride": 4, "activation": None},
-            }
-            base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=nc)
-        elif self.task == "sppe":
-            nj = kw.get("num_joints", 17)
-            heads = {"heatmaps": {"channels": nj, "stride": 4, "activation": None}}
-            base = dict(
-                channel_order="RGB", mean=ALPHAPOSE_MEAN_RGB, std=(1.0, 1.0, 1.0), num_classes=1,
-                keypoint_names=COCO_KEYPOINTS[:nj], flip_pairs=COCO_FLIP_PAIRS if nj == 17 else (),
-            )
-        else:  # cornernet
-            nc = kw.get("num_classes", 80)
-            heads = {n: {"channels": c, "stride": 8, "activation": a} for n, c, a in (
-                ("tl_heat", nc, "sigmoid"), ("br_heat", nc, "sigmoid"), ("tl_tag", 1, None),
-                ("br_tag", 1, None), ("tl_regr", 2, None), ("br_regr", 2, None))}
-            base = dict(channel_order="BGR", mean=COCO_MEAN_BGR, std=COCO_STD_BGR, num_classes=nc)
-        base.update(
-            model=self.name, task=self.task, input_size=tuple(kw.get("input_size", self.input_size)),
-            heads=heads, output_names=list(heads),
-        )
-        return ModelMeta(**base)
+        count_field = task_spec(self.task).count_field
+        fields = model_meta_fields(self.task, kw.get(count_field))
+        return ModelMeta(model=self.name, task=self.task, input_size=tuple(kw.get("input_size", self.input_size)),
+                         **fields)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

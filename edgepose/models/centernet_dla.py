@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from edgepose.models.centernet_resnet import bilinear_ramp
+
 DLA34_LEVELS = (1, 1, 1, 2, 2, 1)
 DLA34_CHANNELS = (16, 32, 64, 128, 256, 512)
 HM_BIAS = -2.19
@@ -146,10 +148,7 @@ class DeformConv(nn.Module):
 def fill_up_weights(up: nn.ConvTranspose2d) -> None:
     """Bilinear upsampling kernel in every (depthwise) channel, as the official init."""
     w = up.weight.data
-    k = w.size(2)
-    f = math.ceil(k / 2)
-    c = (2 * f - 1 - f % 2) / (2.0 * f)
-    ramp = torch.tensor([1 - abs(i / f - c) for i in range(k)], dtype=w.dtype)
+    ramp = bilinear_ramp(w.size(2), w.dtype)
     w.copy_((ramp[:, None] * ramp[None, :]).expand_as(w))
 
 

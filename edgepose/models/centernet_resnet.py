@@ -21,13 +21,17 @@ HEAD_ORDER = ("hm", "wh", "reg")
 HM_BIAS = -2.19
 
 
+def bilinear_ramp(k: int, dtype) -> "torch.Tensor":
+    """The 1-D bilinear upsampling ramp of CenterNet's ``fill_up_weights`` for a k-tap kernel."""
+    f = math.ceil(k / 2)
+    c = (2 * f - 1 - f % 2) / (2.0 * f)
+    return torch.tensor([1 - abs(i / f - c) for i in range(k)], dtype=dtype)
+
+
 def fill_bilinear_(deconv: nn.ConvTranspose2d) -> None:
     """CenterNet's ``fill_up_weights``: bilinear kernel in ``weight[c, 0]`` for every c."""
     w = deconv.weight.data
-    k = w.size(2)
-    f = math.ceil(k / 2)
-    c = (2 * f - 1 - f % 2) / (2.0 * f)
-    rows = torch.tensor([1 - abs(i / f - c) for i in range(k)], dtype=w.dtype)
+    rows = bilinear_ramp(w.size(2), w.dtype)
     kernel = rows[:, None] * rows[None, :w.size(3)]
     w[:, 0, :, :] = kernel
 

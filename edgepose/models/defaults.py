@@ -13,10 +13,13 @@ SHA-256 of the weights, so new weights are re-exported automatically.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from edgepose.errors import CheckpointError, DependencyError
+from edgepose.errors import CheckpointError, DependencyError, UsageError
+
+log = logging.getLogger("edgepose")
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -27,7 +30,7 @@ DEFAULT_DET_INPUT = (256, 256)
 DEFAULT_POSE = dict(num_layers=18, num_joints=17, deconv_filters=(128, 64, 64), widths=(32, 64, 128, 256))
 DEFAULT_POSE_INPUT = (128, 96)
 
-__all__ = ["default_det", "default_pose", "default_weights", "default_model_paths", "cache_dir",
+__all__ = ["default_det", "default_pose", "default_weights", "default_model_paths", "resolve_models", "cache_dir",
            "DEFAULT_DET", "DEFAULT_POSE", "DEFAULT_DET_INPUT", "DEFAULT_POSE_INPUT"]
 
 
@@ -96,3 +99,21 @@ def default_model_paths(cache_dir=None, force: bool = False):
             torch2onnx(name, path, weights=str(weights), batch=batch)
         out.append(path)
     return tuple(out)
+
+
+def resolve_models(det=None, pose=None, cache_dir=None) -> tuple:
+    """``(det, pose)`` with each one not given replaced by the built-in default model's ONNX
+    file (:func:`default_model_paths`; trained on synthetic people, for demos and tests, not
+    for real footage).  Given paths are returned as ``Path`` unchanged.  Raises UsageError
+    naming ``--det``/``--pose`` when the defaults cannot be had here (weights missing, or torch
+    missing for their first export)."""
+    if det is not None and pose is not None:
+        return Path(det), Path(pose)
+    try:
+        default_det_path, default_pose_path = default_model_paths(cache_dir)
+    except (CheckpointError, DependencyError) as exc:
+        raise UsageError(f"the built-in default models are unavailable ({exc}); pass --det DET.onnx and "
+                         "--pose POSE.onnx instead") from None
+    log.info("using the built-in default %s (trained on synthetic people, not for real footage)",
+             " and ".join(role for role, given in (("detector", det), ("pose model", pose)) if given is None))
+    return Path(det) if det is not None else default_det_path, Path(pose) if pose is not None else default_pose_path

@@ -84,41 +84,95 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def peak_nms(heat, kernel=3):
+    """Keep values equal to their ``kernel x kernel`` max-pool (stride 1, -inf padding); zero the rest.
+
+    Equal neighbouring maxima all survive (as with the official ``hmax == heat``).
+    """
+    heat = np.asarray(heat)
+    if kernel <= 1:
+        return heat.copy()
+    pad = (kernel - 1) // 2
+    # separable max-pool: along W, then along H (out-of-range neighbours are ignored, like -inf padding)
+    hmax = heat.copy()
+    for axis in (-1, -2):
+        src = hmax.copy() if axis == -2 else heat
+        n = heat.shape[axis]
+        for off in range(1, pad + 1):
+            if off >= n:
+                break
+            lo = [slice(None)] * heat.ndim
+            hi = [slice(None)] * heat.ndim
+            lo[axis], hi[axis] = slice(0, n - off), slice(off, n)
+            lo, hi = tuple(lo), tuple(hi)
+            np.maximum(hmax[lo], src[hi], out=hmax[lo])
+            np.maximum(hmax[hi], src[lo], out=hmax[hi])
+    return np.where(hmax == heat, heat, np.zeros((), heat.dtype))
+
+
+def _top_indices(row, K):
+    """Flat indices of the K largest entries of ``row``, score-descending, ties by index."""
+    pool = np.flatnonzero(row > 0)  # after peak NMS most entries are 0: search the positives first
+    if len(pool) < K:  # (tiny maps only) fewer peaks than K: full stable sort
+        return np.argsort(-row, kind="stable")[:K]
+    if K < len(pool):
+        kth = np.partition(row[pool], len(pool) - K)[len(pool) - K]
+        pool = pool[row[pool] >= kth]  # every tie of the K-th score, so the lowest indices win
+    return pool[np.lexsort((pool, -row[pool]))][:K]
+
+
+def topk_flat(scores, K):
+    """Global top-K over classes and positions of ``[B, C, H, W]`` (score-descending, ties by
+    flat index).  Returns ``(scores [B,K], flat positions in H*W [B,K], classes [B,K],
+    ys [B,K] f32, xs [B,K] f32)``.
+
+    The official code takes a per-class top-K first, then the top-K of those C*K, which
+    selects the same set; the official order of ties is unspecified.
+    """
+    b, c, h, w = scores.shape
+    flat = scores.reshape(b, -1)
+    if K > flat.shape[1]:
+        raise UsageError(f"K={K} exceeds the {c}x{h}x{w} heatmap ({flat.shape[1]} candidates); lower K")
+    idx = np.stack([_top_indices(flat[i], K) for i in range(b)]) if b else np.zeros((0, K), np.int64)
+    out_scores = np.take_along_axis(flat, idx, 1)
+    pos = idx % (h * w)
+    return out_scores, pos, idx // (h * w), (pos // w).astype(np.float32), (pos % w).astype(np.float32)
+
+
+def gather_at(feat, pos):
+    """``feat[B, C, H, W]`` at flat positions ``pos[B, K]`` -> ``[B, K, C]``."""
+    b, c = feat.shape[:2]
+    flat = feat.reshape(b, c, -1)
+    return np.take_along_axis(flat, pos[:, None, :], axis=2).transpose(0, 2, 1)
+
+
+def decode_peaks(heat, wh, reg, K):
+    """The one NumPy CenterNet decode (official ``ctdet_decode``) on float32 NCHW maps, ``heat``
+    after sigmoid: 3x3 peaks, top-K, ``+reg`` (``+0.5`` without), box ``(x -+ w/2, y -+ h/2)``.
+    Returns ``(boxes [B,K,4] f32 in output-map pixels, scores [B,K], classes [B,K] int64)``."""
+    peaks = peak_nms(heat, 3)
+    scores, pos, classes, ys, xs = topk_flat(peaks, K)
+    if reg is not None:
+        offset = gather_at(reg, pos)
+        xs, ys = xs + offset[..., 0], ys + offset[..., 1]
+    else:
+        xs, ys = xs + np.float32(0.5), ys + np.float32(0.5)
+    size = gather_at(wh, pos)
+    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
+    boxes = np.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h], axis=-1)
+    return boxes.astype(np.float32), scores, classes
+
+
 def heatmap_topk_numpy(hm, wh, reg=None, K: int = 100, apply_sigmoid: bool = True, stride: int = 4):
-    """NumPy reference (float32 math).  Returns (boxes [N,K,4] f32, scores [N,K] f32,
-    classes [N,K] int32); equal scores are ordered by flat index (stable)."""
+    """NumPy reference (float32 math).  Returns (boxes [N,K,4] f32 in input pixels, scores
+    [N,K] f32, classes [N,K] int32); equal scores are ordered by flat index (stable)."""
     hm = np.asarray(hm, np.float32)
     wh = np.asarray(wh, np.float32)
     reg = None if reg is None else np.asarray(reg, np.float32)
     K = _check_args(K, stride, hm.shape, wh.shape, None if reg is None else reg.shape)
-    n, c, h, w = hm.shape
     heat = _sigmoid(hm).astype(np.float32) if apply_sigmoid else hm.copy()
-    padded = np.pad(heat, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
-    hmax = np.full_like(heat, -np.inf)
-    for dy in range(3):
-        for dx in range(3):
-            hmax = np.maximum(hmax, padded[:, :, dy:dy + h, dx:dx + w])
-    heat = heat * (hmax == heat).astype(np.float32)
-    heat = heat + np.float32(0.0)  # -0.0 -> +0.0
-    flat = heat.reshape(n, -1)
-    order = np.argsort(-flat, axis=1, kind="stable")[:, :K]
-    scores = np.take_along_axis(flat, order, 1)
-    classes = (order // (h * w)).astype(np.int32)
-    sp = order % (h * w)
-    ys = (sp // w).astype(np.float32)
-    xs = (sp % w).astype(np.float32)
-    whf = wh.reshape(n, 2, -1)
-    bw = np.take_along_axis(whf[:, 0], sp, 1)
-    bh = np.take_along_axis(whf[:, 1], sp, 1)
-    if reg is None:
-        xs = xs + np.float32(0.5)
-        ys = ys + np.float32(0.5)
-    else:
-        regf = reg.reshape(n, 2, -1)
-        xs = xs + np.take_along_axis(regf[:, 0], sp, 1)
-        ys = ys + np.take_along_axis(regf[:, 1], sp, 1)
-    boxes = np.stack([xs - bw / 2, ys - bh / 2, xs + bw / 2, ys + bh / 2], axis=-1) * np.float32(stride)
-    return boxes.astype(np.float32), scores.astype(np.float32), classes
+    boxes, scores, classes = decode_peaks(heat + np.float32(0.0), wh, reg, K)  # -0.0 -> +0.0
+    return (boxes * np.float32(stride)).astype(np.float32), scores.astype(np.float32), classes.astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- PyTorch face

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgepose.errors import UsageError
+from edgepose.ops.heatmap_topk import decode_peaks, gather_at, topk_flat
+from edgepose.ops.heatmap_topk import peak_nms as heatmap_nms
 from edgepose.pipeline.nms import pose_nms, soft_nms  # noqa: F401  (re-exported)
 
 __all__ = [
     "sigmoid", "heatmap_nms", "ctdet_decode", "ctdet_flip_merge", "ctdet_merge_outputs",
-    "heatmap_to_coords", "flip_heatmap_back", "cornernet_decode", "cornernet_postprocess",
+    "heatmap_to_coords", "backproject_keypoints", "flip_heatmap_back", "cornernet_decode", "cornernet_postprocess",
     "pose_scores", "soft_nms", "pose_nms", "CORNERNET_SQUEEZE_TEST",
 ]
 
@@ -39,68 +41,6 @@ def _as_nchw(a, name):
     return a
 
 
-def heatmap_nms(heat, kernel=3):
-    """Keep values equal to their ``kernel x kernel`` max-pool (stride 1, -inf padding); zero the rest.
-
-    Equal neighbouring maxima all survive (as with the official ``hmax == heat``).
-    """
-    heat = np.asarray(heat)
-    if kernel <= 1:
-        return heat.copy()
-    pad = (kernel - 1) // 2
-    # separable max-pool: along W, then along H (out-of-range neighbours are ignored, like -inf padding)
-    hmax = heat.copy()
-    for axis in (-1, -2):
-        src = hmax.copy() if axis == -2 else heat
-        n = heat.shape[axis]
-        for off in range(1, pad + 1):
-            if off >= n:
-                break
-            lo = [slice(None)] * heat.ndim
-            hi = [slice(None)] * heat.ndim
-            lo[axis], hi[axis] = slice(0, n - off), slice(off, n)
-            lo, hi = tuple(lo), tuple(hi)
-            np.maximum(hmax[lo], src[hi], out=hmax[lo])
-            np.maximum(hmax[hi], src[lo], out=hmax[hi])
-    return np.where(hmax == heat, heat, np.zeros((), heat.dtype))
-
-
-def _topk(scores, K):
-    """Global top-K over classes and positions of ``[B, C, H, W]`` (score-descending).
-
-    The official code takes a per-class top-K first, then the top-K of those C*K, which
-    selects the same set.  Ties are ordered by (class, y, x) here; the official order of
-    ties is unspecified.
-    """
-    b, c, h, w = scores.shape
-    flat = scores.reshape(b, -1)
-    if K > flat.shape[1]:
-        raise UsageError(f"K={K} exceeds the {c}x{h}x{w} heatmap ({flat.shape[1]} candidates); lower K")
-    out_scores = np.empty((b, K), scores.dtype)
-    out_idx = np.empty((b, K), np.int64)
-    for i in range(b):
-        row = flat[i]
-        pool = np.flatnonzero(row > 0)  # after peak NMS most entries are 0: search the positives first
-        if len(pool) < K:  # (tiny maps only) fewer peaks than K: full stable sort
-            out_idx[i] = np.argsort(-row, kind="stable")[:K]
-        else:
-            cand = pool[np.argpartition(row[pool], len(pool) - K)[len(pool) - K:]] if K < len(pool) else pool
-            out_idx[i] = cand[np.lexsort((cand, -row[cand]))]
-        out_scores[i] = flat[i, out_idx[i]]
-    clses = out_idx // (h * w)
-    pos = out_idx % (h * w)
-    ys = (pos // w).astype(np.float32)
-    xs = (pos % w).astype(np.float32)
-    return out_scores, pos, clses, ys, xs
-
-
-def _gather(feat, pos):
-    """``feat[B, C, H, W]`` at flat positions ``pos[B, K]`` -> ``[B, K, C]``."""
-    b, c = feat.shape[:2]
-    flat = feat.reshape(b, c, -1)
-    return np.take_along_axis(flat, pos[:, None, :], axis=2).transpose(0, 2, 1)
-
-
 # ----------------------------------------------------------------------------- CenterNet
 
 
@@ -117,22 +57,12 @@ def ctdet_decode(heat, wh, reg=None, K=100):
     b, _, h, w = heat.shape
     if wh.shape[0] != b or wh.shape[1] != 2 or wh.shape[2:] != (h, w):
         raise UsageError(f"wh must be [B, 2, H, W] matching heat {heat.shape}, got {wh.shape}")
-    peaks = heatmap_nms(heat, 3)
-    scores, pos, clses, ys, xs = _topk(peaks, K)
     if reg is not None:
         reg = _as_nchw(reg, "reg").astype(np.float32, copy=False)
         if reg.shape != wh.shape:
             raise UsageError(f"reg must be [B, 2, H, W] like wh {wh.shape}, got {reg.shape}")
-        r = _gather(reg, pos)
-        xs = xs + r[..., 0]
-        ys = ys + r[..., 1]
-    else:
-        xs = xs + np.float32(0.5)
-        ys = ys + np.float32(0.5)
-    size = _gather(wh, pos)
-    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
-    return np.stack([xs - half_w, ys - half_h, xs + half_w, ys + half_h, scores, clses.astype(np.float32)],
-                    axis=2).astype(np.float32)
+    boxes, scores, clses = decode_peaks(heat, wh, reg, K)
+    return np.concatenate([boxes, scores[..., None], clses[..., None].astype(np.float32)], axis=2).astype(np.float32)
 
 
 def ctdet_flip_merge(hm0, hm1_flipped, wh0, wh1_flipped, hm_is_logits=False):
@@ -227,12 +157,22 @@ def heatmap_to_coords(heatmaps, crop_boxes):
     dy = hms[nn, jj, pyc + 1, pxc] - hms[nn, jj, pyc - 1, pxc]
     step = np.stack([np.sign(dx), np.sign(dy)], axis=2).astype(np.float32) * np.float32(0.25)
     coords = coords + step * inside[..., None]
+    return backproject_keypoints(coords, boxes, (h, w)), maxvals.astype(np.float32)
+
+
+def backproject_keypoints(coords, crop_boxes, heatmap_hw):
+    """Heatmap-pixel keypoints ``[N, J, 2]`` -> image pixels, AlphaPose's inverse affine:
+    ``X = (x - w/2) * bw/w + bcx``, ``Y = (y - h/2) * bw/w + bcy`` around the centre of each
+    crop box ``[N, 4]`` (xyxy) -- the box **width** sets the factor for both axes.
+    ``heatmap_hw``: ``(h, w)`` of the heatmaps.  Float64 math, float32 result."""
+    hm_h, hm_w = (float(v) for v in heatmap_hw)
+    boxes = np.asarray(crop_boxes, np.float64).reshape(-1, 4)
     bw = boxes[:, 2] - boxes[:, 0]
     center = np.stack([boxes[:, 0] + bw * 0.5, boxes[:, 1] + (boxes[:, 3] - boxes[:, 1]) * 0.5], axis=1)
-    factor = (bw / w)[:, None, None]
-    half = np.array([w / 2.0, h / 2.0])
-    preds = (coords.astype(np.float64) - half) * factor + center[:, None, :]
-    return preds.astype(np.float32), maxvals.astype(np.float32)
+    factor = (bw / hm_w)[:, None, None]
+    half = np.array([hm_w / 2.0, hm_h / 2.0])
+    preds = (np.asarray(coords, np.float64) - half) * factor + center[:, None, :]
+    return preds.astype(np.float32)
 
 
 def flip_heatmap_back(heatmaps_of_flipped_input, flip_pairs, shift=True, official_cpu_quirk=False):
@@ -303,15 +243,15 @@ def cornernet_decode(tl_heat, br_heat, tl_tag, br_tag, tl_regr, br_regr, K=100, 
     if apply_sigmoid:
         tl_heat, br_heat = sigmoid(tl_heat), sigmoid(br_heat)
     tl_heat, br_heat = heatmap_nms(tl_heat, kernel), heatmap_nms(br_heat, kernel)
-    tl_scores, tl_pos, tl_cls, tl_ys, tl_xs = _topk(tl_heat, K)
-    br_scores, br_pos, br_cls, br_ys, br_xs = _topk(br_heat, K)
+    tl_scores, tl_pos, tl_cls, tl_ys, tl_xs = topk_flat(tl_heat, K)
+    br_scores, br_pos, br_cls, br_ys, br_xs = topk_flat(br_heat, K)
     if tl_regr is not None and br_regr is not None:
-        tr = _gather(_as_nchw(tl_regr, "tl_regr").astype(np.float32, copy=False), tl_pos)
-        brr = _gather(_as_nchw(br_regr, "br_regr").astype(np.float32, copy=False), br_pos)
+        tr = gather_at(_as_nchw(tl_regr, "tl_regr").astype(np.float32, copy=False), tl_pos)
+        brr = gather_at(_as_nchw(br_regr, "br_regr").astype(np.float32, copy=False), br_pos)
         tl_xs, tl_ys = tl_xs + tr[..., 0], tl_ys + tr[..., 1]
         br_xs, br_ys = br_xs + brr[..., 0], br_ys + brr[..., 1]
-    tl_t = _gather(_as_nchw(tl_tag, "tl_tag").astype(np.float32, copy=False), tl_pos)[..., 0]
-    br_t = _gather(_as_nchw(br_tag, "br_tag").astype(np.float32, copy=False), br_pos)[..., 0]
+    tl_t = gather_at(_as_nchw(tl_tag, "tl_tag").astype(np.float32, copy=False), tl_pos)[..., 0]
+    br_t = gather_at(_as_nchw(br_tag, "br_tag").astype(np.float32, copy=False), br_pos)[..., 0]
 
     shape = (b, K, K)
     TX1, TY1 = np.broadcast_to(tl_xs[:, :, None], shape), np.broadcast_to(tl_ys[:, :, None], shape)

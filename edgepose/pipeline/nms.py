@@ -11,6 +11,8 @@ from edgepose.errors import UsageError
 __all__ = ["soft_nms", "pose_nms"]
 
 
+# Port of an official algorithm (CenterNet/CornerNet-Lite external/nms.pyx soft_nms): kept
+# in one piece to follow the original line by line, so it is exempt from the 60-line limit.
 def soft_nms(boxes, sigma=0.5, Nt=0.5, threshold=0.001, method=2, official_quirk=False):
     """Soft-NMS on rows ``[x1, y1, x2, y2, score, ...]``; returns a new float32 array.
 
@@ -101,6 +103,8 @@ _DELTA1, _MU, _DELTA2, _GAMMA = 1.0, 1.7, 2.65, 22.48
 _SCORE_THREDS, _MATCH_THREDS, _ALPHA = 0.3, 5, 0.1
 
 
+# Port of an official algorithm (AlphaPose pPose_nms.py pose_nms): kept in one piece to
+# follow the original step by step, so it is exempt from the 60-line limit.
 def pose_nms(boxes, box_scores, coords, joint_scores, area_thres=0.0):
     """AlphaPose parametric pose NMS (``pose_nms`` of the demo).
 

@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgepose.data.coco import results_to_coco
 from edgepose.errors import MetadataError, UsageError
 from edgepose.eval.timing import StageTimer
+from edgepose.pipeline import decode, preprocess
+from edgepose.tasks import task_spec
 from edgepose.pipeline.caps import CapCounter
 from edgepose.pipeline.model_check import check_detector_model, check_joint_count, check_pose_model
 
@@ -61,8 +64,6 @@ class PoseResult:
 
     def to_coco(self, image_id) -> list:
         """COCO keypoint results (category 1): bbox xywh, keypoints x,y,score, score."""
-        from edgepose.eval.coco import results_to_coco
-
         return results_to_coco(image_id, self.boxes, self.box_scores, self.keypoints,
                                self.keypoint_scores, self.scores)
 
@@ -92,10 +93,11 @@ class Pipeline:
             raise _no_meta(pose_runner, "pose")
         self.det, self.pose = det_runner, pose_runner
         self.det_meta, self.pose_meta = det_runner.meta, pose_runner.meta
-        if self.det_meta.task not in ("ctdet", "cornernet"):
+        self.det_spec, self.pose_spec = task_spec(self.det_meta.task), task_spec(self.pose_meta.task)
+        if self.det_spec.role != "detector":
             raise UsageError(f"{det_runner.name} is a {self.det_meta.task!r} model, not a detector; "
                              "pass a CenterNet or CornerNet model as --det")
-        if self.pose_meta.task != "sppe":
+        if self.pose_spec.role != "pose":
             raise UsageError(f"{pose_runner.name} is a {self.pose_meta.task!r} model, not a pose estimator; "
                              "pass a FastPose/SimplePose model as --pose")
         check_detector_model(det_runner, self.det_meta)
@@ -103,10 +105,11 @@ class Pipeline:
         if det_mode not in DET_MODES:
             raise UsageError(f"det_mode must be one of {DET_MODES}, got {det_mode!r}")
         det_hw = det_runner.inputs[0].shape[2:4] if det_runner.inputs else ()
-        if det_mode == "keep_res" and self.det_meta.task == "ctdet" and all(isinstance(d, int) for d in det_hw):
+        fixed_hw = all(isinstance(d, int) for d in det_hw)
+        if det_mode == "keep_res" and self.det_spec.host_decoder == "ctdet_decode" and fixed_hw:
             raise UsageError(f"{det_runner.name} has a fixed {det_hw[0]}x{det_hw[1]} input, so keep_res (input size "
                              "follows the image) cannot feed it; use fix_res or export the detector with dynamic H/W")
-        if flip and self.pose_meta.decode == "sppe_argmax":
+        if flip and self.pose_meta.decode is not None:
             raise UsageError(f"{pose_runner.name} decodes keypoints inside the graph, so flip test cannot "
                              "average heatmaps; drop --flip or export the pose model without the in-graph decoder")
         if not 0.0 <= float(score_threshold) <= 1.0:
@@ -151,28 +154,25 @@ class Pipeline:
 
     def detect(self, frame) -> tuple:
         """Person boxes ``[N,4]`` (image px, clipped) and scores ``[N]``, best first."""
-        from edgepose.pipeline import decode as D
-        from edgepose.pipeline import preprocess as P
-
         meta, timer = self.det_meta, self.timer
         with timer("preprocess"):
-            if meta.task == "cornernet":
-                tensor, info = P.cornernet_preprocess(frame, meta)
+            if self.det_spec.host_decoder == "cornernet_decode":
+                tensor, info = preprocess.cornernet_preprocess(frame, meta)
             else:
-                tensor, info = P.ctdet_preprocess(frame, meta, mode=self.det_mode)
+                tensor, info = preprocess.ctdet_preprocess(frame, meta, mode=self.det_mode)
         with timer("detector"):
             out = self._as_float32(self.det.infer(self._feed(self.det, tensor)))
         with timer("decode"):
-            dets = self._decode_detections(out, info, D, P)
+            dets = self._decode_detections(out, info)
             boxes, scores = self._select_people(dets, frame.shape)
         return boxes, scores
 
-    def _decode_detections(self, out, info, D, P) -> np.ndarray:
+    def _decode_detections(self, out, info) -> np.ndarray:
         """Raw detector outputs -> rows (x1, y1, x2, y2, score, class) in image pixels."""
         meta = self.det_meta
-        if meta.task == "cornernet":
-            return np.asarray(D.cornernet_postprocess(self._cornernet_decode(out, D), info), np.float32)
-        if meta.decode == "ctdet_topk":
+        if self.det_spec.host_decoder == "cornernet_decode":
+            return np.asarray(decode.cornernet_postprocess(self._cornernet_decode(out), info), np.float32)
+        if meta.decode == self.det_spec.graph_decoder:
             dets = np.array(out["dets"][0], dtype=np.float32, copy=True)
             stride_x = float(info["inp_w"]) / float(info["out_w"])
             stride_y = float(info["inp_h"]) / float(info["out_h"])
@@ -180,21 +180,21 @@ class Pipeline:
             dets[:, [1, 3]] /= stride_y
         elif meta.decode is None:
             k = int(meta.decode_k or 100)
-            dets = D.ctdet_decode(D.sigmoid(out["hm"]), out["wh"], out["reg"] if "reg" in out else None, K=k)[0]
+            dets = decode.ctdet_decode(decode.sigmoid(out["hm"]), out["wh"], out.get("reg"), K=k)[0]
         else:
             raise MetadataError(f"{self.det.name}: unknown in-graph decoder {meta.decode!r}; "
                                 "upgrade edgepose or re-export the detector")
-        return np.asarray(P.ctdet_postprocess(dets, info), np.float32)
+        return np.asarray(preprocess.ctdet_postprocess(dets, info), np.float32)
 
-    def _cornernet_decode(self, out, D):
+    def _cornernet_decode(self, out):
         def pick(*names):
             for n in names:
                 if n in out:
                     return out[n]
             raise MetadataError(f"{self.det.name}: CornerNet output {names[0]!r} missing (outputs: {sorted(out)})")
 
-        cfg = dict(D.CORNERNET_SQUEEZE_TEST, **(self.det_meta.extra or {}).get("cornernet_decode", {}))
-        return D.cornernet_decode(  # raw logits: the decoder applies the sigmoid
+        cfg = dict(decode.CORNERNET_SQUEEZE_TEST, **(self.det_meta.extra or {}).get("cornernet_decode", {}))
+        return decode.cornernet_decode(  # raw logits: the decoder applies the sigmoid
             pick("tl_heat", "tl_heats"), pick("br_heat", "br_heats"),
             pick("tl_tag", "tl_tags"), pick("br_tag", "br_tags"),
             pick("tl_regr", "tl_offs", "tl_off"), pick("br_regr", "br_offs", "br_off"), **cfg)[0]
@@ -241,14 +241,12 @@ class Pipeline:
         """Crops -> (heatmaps or None, coords-in-heatmap-px or None, scores or None)."""
         if not self.flip:
             return self._pose_infer(batch)
-        from edgepose.pipeline import decode as D
-
         n = batch.shape[0]
         both = np.concatenate([batch, np.ascontiguousarray(batch[..., ::-1])])
         out = self._pose_infer(both)
         name = self._heatmap_name(out)
         hm, hm_flipped = out[name][:n], out[name][n:]
-        back = D.flip_heatmap_back(hm_flipped, self.pose_meta.flip_pairs)
+        back = decode.flip_heatmap_back(hm_flipped, self.pose_meta.flip_pairs)
         return {name: (hm + back) * 0.5}
 
     def _heatmap_name(self, out):
@@ -260,9 +258,7 @@ class Pipeline:
 
     def _keypoints(self, out, crop_boxes):
         """Pose outputs -> (coords [N,J,2] image px, joint scores [N,J,1])."""
-        from edgepose.pipeline import decode as D
-
-        if self.pose_meta.decode == "sppe_argmax":
+        if self.pose_meta.decode == self.pose_spec.graph_decoder:
             coords = np.asarray(out["coords"], np.float32)
             check_joint_count(self.pose, coords, self.num_joints)
             scores = np.asarray(out["scores"], np.float32).reshape(coords.shape[0], coords.shape[1], 1)
@@ -270,7 +266,7 @@ class Pipeline:
         if self.pose_meta.decode is not None:
             raise MetadataError(f"{self.pose.name}: unknown in-graph decoder {self.pose_meta.decode!r}; "
                                 "upgrade edgepose or re-export the pose model")
-        coords, scores = D.heatmap_to_coords(out[self._heatmap_name(out)], crop_boxes)
+        coords, scores = decode.heatmap_to_coords(out[self._heatmap_name(out)], crop_boxes)
         check_joint_count(self.pose, np.asarray(coords), self.num_joints)
         return np.asarray(coords, np.float32), np.asarray(scores, np.float32)
 
@@ -284,31 +280,17 @@ class Pipeline:
         return h // stride, w // stride
 
     def _backproject(self, coords, crop_boxes):
-        """In-graph argmax coordinates (heatmap px) -> image px, the official inverse affine:
-        both axes scale by crop width / heatmap width, around the crop box centre."""
-        hm_h, hm_w = self._heatmap_size()
-        boxes = np.asarray(crop_boxes, np.float64)
-        bw = boxes[:, 2] - boxes[:, 0]
-        cx = boxes[:, 0] + bw * 0.5
-        cy = boxes[:, 1] + (boxes[:, 3] - boxes[:, 1]) * 0.5
-        k = (bw / hm_w)[:, None]
-        out = np.empty(coords.shape, np.float64)
-        out[..., 0] = (coords[..., 0] - hm_w * 0.5) * k + cx[:, None]
-        out[..., 1] = (coords[..., 1] - hm_h * 0.5) * k + cy[:, None]
-        return out.astype(np.float32)
+        """In-graph argmax coordinates (heatmap px) -> image px, the official inverse affine."""
+        return decode.backproject_keypoints(coords, crop_boxes, self._heatmap_size())
 
     def _finish(self, boxes, box_scores, coords, joint_scores, timings):
-        from edgepose.pipeline import decode as D
-
-        scores = np.asarray(D.pose_scores(joint_scores, box_scores), np.float32).reshape(-1)
+        scores = np.asarray(decode.pose_scores(joint_scores, box_scores), np.float32).reshape(-1)
         return PoseResult(boxes.astype(np.float32), box_scores.astype(np.float32), coords.astype(np.float32),
                           joint_scores.reshape(joint_scores.shape[0], -1).astype(np.float32), scores, timings)
 
     # ------------------------------------------------------------------ public
     def __call__(self, frame) -> PoseResult:
         """Detect people in a BGR uint8 frame and estimate their keypoints (batched)."""
-        from edgepose.pipeline import preprocess as P
-
         frame = self._check_frame(frame)
         timer = self.timer
         timer.new_frame()
@@ -316,7 +298,7 @@ class Pipeline:
         if len(boxes) == 0:
             return PoseResult.empty(self.num_joints, timer.end_frame())
         with timer("crop"):
-            batch, crop_boxes = P.crop_people(frame, boxes, self.pose_meta)
+            batch, crop_boxes = preprocess.crop_people(frame, boxes, self.pose_meta)
         with timer("pose"):
             out = self._pose_outputs(batch)
         with timer("postprocess"):
@@ -328,14 +310,12 @@ class Pipeline:
     def run_reference(self, frame) -> PoseResult:
         """The slow path: every person cropped, run and decoded on its own (batch of 1).
         Same numbers as :meth:`__call__`; used by tests as its reference."""
-        from edgepose.pipeline import preprocess as P
-
         frame = self._check_frame(frame)
         self.timer.new_frame()
         boxes, box_scores = self.detect(frame)
         coords_all, scores_all = [], []
         for i in range(len(boxes)):
-            crop, crop_box = P.crop_people(frame, boxes[i:i + 1], self.pose_meta)
+            crop, crop_box = preprocess.crop_people(frame, boxes[i:i + 1], self.pose_meta)
             out = self._pose_outputs(crop)
             coords, joint_scores = self._keypoints(out, crop_box)
             coords_all.append(coords)

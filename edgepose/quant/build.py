@@ -24,7 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.compare import compare_runs
 from edgepose.errors import UsageError
+from edgepose.onnx_graph import input_shape
+from edgepose.ort_session import create_session, run_feeds
+from edgepose.progress import say
+from edgepose.tasks import task_spec
 
 log = logging.getLogger("edgepose")
 
@@ -32,17 +37,14 @@ PRECISIONS = ("int8", "fp16")
 
 
 def _say(progress, text):
-    if progress:
-        print(f"edgepose build: {text}", flush=True)
+    say(text, enabled=progress, prefix="build")
 
 
 def ort_latency_ms(paths: dict, feed: dict, runs: int = 20, threads: int = 2) -> dict:
     """Median ONNX Runtime CPU latency (ms) of one call with ``feed`` for each of ``paths``
     (name -> ONNX file).  The sessions run interleaved (a, b, a, b, ...) after 3 warm-ups,
     so load from other processes hits them alike; CSE is disabled as the INT8 runner does."""
-    from edgepose.quant.sensitivity import _session
-
-    sessions = {name: _session(str(path), threads) for name, path in paths.items()}
+    sessions = {name: create_session(path, threads=threads, disable_cse=True) for name, path in paths.items()}
     for session in sessions.values():
         for _ in range(3):
             session.run(None, feed)
@@ -94,17 +96,10 @@ def _split(feeds: list, held_out: float):
 
 
 def _max_rel_err(path_a, path_b, feeds) -> dict:
-    from edgepose.quant.sensitivity import _outputs, _session
-
-    a = _outputs(_session(str(path_a)), feeds)
-    b = _outputs(_session(str(path_b)), feeds)
-    errs = {}
-    for ra, rb in zip(a, b):
-        for name in ra:
-            ref = ra[name].astype(np.float64)
-            err = float(np.abs(rb[name].astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-12))
-            errs[name] = max(errs.get(name, 0.0), err)
-    return errs
+    """Per output, the worst ``max |b - a| / max |a|`` over ``feeds``."""
+    rows = compare_runs(run_feeds(create_session(path_a, threads=1, disable_cse=True), feeds),
+                        run_feeds(create_session(path_b, threads=1, disable_cse=True), feeds))
+    return {row.name: row.max_rel for row in rows}
 
 
 def _build_metadata(path, role):
@@ -149,21 +144,18 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
         raise UsageError(f"--det-threshold must be in [0, 1] (a detector score), got {det_threshold}")
     if max_ap_drop is not None and precision != "int8":
         raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
-    if det_onnx is None or pose_onnx is None:
-        from edgepose.models.defaults import default_model_paths
+    from edgepose.models.defaults import resolve_models
 
-        d, p = default_model_paths()
-        det_onnx, pose_onnx = det_onnx or d, pose_onnx or p
-    det_onnx, pose_onnx = Path(det_onnx), Path(pose_onnx)
+    det_onnx, pose_onnx = resolve_models(det_onnx, pose_onnx)
     for path in (det_onnx, pose_onnx):
         if not path.is_file():
             raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metas = {"det": _build_metadata(det_onnx, "det"), "pose": _build_metadata(pose_onnx, "pose")}
-    if metas["det"].task not in ("ctdet",):
+    if task_spec(metas["det"].task).host_decoder != "ctdet_decode":  # feeds use CenterNet preprocessing
         raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
-    if metas["pose"].task != "sppe":
+    if task_spec(metas["pose"].task).role != "pose":
         raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
     measure = bool(measure) or max_ap_drop is not None
     src = {"det": det_onnx, "pose": pose_onnx}
@@ -248,14 +240,12 @@ def _sample_feeds(src: dict, metas: dict, cache) -> dict:
     """One real input per model for the latency measurement: a preprocessed synthetic image
     for the detector and a crop of a person the FP32 detector finds for the pose model
     (random data only when it finds nobody)."""
-    import onnx
+    from edgepose.quant import calibration
 
-    from edgepose.quant import calibration as C
-
-    images = C.load_calibration_images("synthetic:2:99", size=2, progress=False, cache_dir=cache)
-    feeds = {"det": C.det_feeds(images, src["det"], metas["det"])[0]}
-    crops, _ = C.detector_crops(images, src["det"], src["pose"], score_threshold=0.1)
-    name, shape = _input_shape(onnx.load(str(src["pose"]), load_external_data=False))
+    images = calibration.load_calibration_images("synthetic:2:99", size=2, progress=False, cache_dir=cache)
+    feeds = {"det": calibration.det_feeds(images, src["det"], metas["det"])[0]}
+    crops, _ = calibration.detector_crops(images, src["det"], src["pose"], score_threshold=0.1)
+    name, shape = input_shape(src["pose"])
     if crops:
         batch = np.concatenate([crops[0]] * shape[0]) if shape[0] > 1 else crops[0]
         feeds["pose"] = {name: np.ascontiguousarray(batch, np.float32)}
@@ -264,31 +254,24 @@ def _sample_feeds(src: dict, metas: dict, cache) -> dict:
     return feeds
 
 
-def _input_shape(model):
-    inits = {i.name for i in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in inits)
-    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
-    return inp.name, tuple(dims)
-
-
 def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold, held_out,
                 max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads, cache_dir) -> dict:
     import onnx
 
-    from edgepose.quant import calibration as C
+    from edgepose.quant import calibration
     from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32, quantizable_nodes, quantize_int8
 
-    if calib_method not in C.METHODS:
-        raise UsageError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(C.METHODS)}")
+    if calib_method not in calibration.METHODS:
+        raise UsageError(f"unknown --calib-method {calib_method!r}; choose one of {', '.join(calibration.METHODS)}")
     calib = calib or "synthetic"
     _say(progress, f"reading calibration set {calib}")
-    images = C.load_calibration_images(calib, size=calib_size, progress=progress, cache_dir=cache_dir or work)
+    images = calibration.load_calibration_images(calib, size=calib_size, progress=progress, cache_dir=cache_dir or work)
     info = {"calibration": {"source": images.source, "images": len(images), "sha256": images.sha256,
                             "skipped": len(images.skipped), "method": calib_method,
                             "percentile": 99.99 if calib_method == "percentile" else None}}
-    feeds = {"det": C.det_feeds(images, src["det"], metas["det"], progress=progress)}
+    feeds = {"det": calibration.det_feeds(images, src["det"], metas["det"], progress=progress)}
     _say(progress, "running the FP32 detector for pose-calibration crops")
-    feeds["pose"] = C.pose_feeds(images, src["det"], src["pose"], score_threshold=det_threshold, progress=progress)
+    feeds["pose"] = calibration.pose_feeds(images, src["det"], src["pose"], score_threshold=det_threshold, progress=progress)
     info["calibration"]["pose_crops"] = sum(len(next(iter(f.values()))) for f in feeds["pose"])
 
     plans = {}
@@ -297,10 +280,10 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
         calib_feeds, hold_feeds = (_split(feeds[role], held_out) if max_ap_drop is not None
                                    else (feeds[role], feeds[role][:2]))
         _say(progress, f"calibrating {role} ({len(calib_feeds)} feeds, {calib_method})")
-        stats = C.collect_statistics(prepared, C.FeedReader(calib_feeds), progress=progress, threads=threads)
-        ranges = C.compute_ranges(stats, calib_method, full_range=C.head_tensors(prepared))
+        stats = calibration.collect_statistics(prepared, calibration.FeedReader(calib_feeds), progress=progress, threads=threads)
+        ranges = calibration.compute_ranges(stats, calib_method, full_range=calibration.head_tensors(prepared))
         extra = {"calib_method": calib_method, "calib_sha256": images.sha256, "cpu_rewrite": bool(cpu_rewrite)}
-        entry = {"prepare": prep_info, "ranges": C.summarize_ranges(ranges, stats),
+        entry = {"prepare": prep_info, "ranges": calibration.summarize_ranges(ranges, stats),
                  "quantized_nodes": len(quantizable_nodes(prepared))}
         always = cpu_float_nodes(prepared) if cpu_rewrite else []
         entry["fp32_nodes"] = always
@@ -359,18 +342,12 @@ def _build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, 
 
 
 def _cosines_models(fp32_model, q_model, feeds) -> dict:
-    from edgepose.quant.sensitivity import _outputs, _session
-
+    """Per output, the cosine of the FP32 and the quantized outputs over ``feeds`` together."""
     if not feeds:
         return {}
-    a = _outputs(_session(fp32_model), feeds)
-    b = _outputs(_session(q_model), feeds)
-    cos = {}
-    for name in a[0]:
-        x = np.concatenate([r[name].ravel() for r in a]).astype(np.float64)
-        y = np.concatenate([r[name].ravel() for r in b]).astype(np.float64)
-        cos[name] = round(float(x @ y / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30)), 6)
-    return cos
+    rows = compare_runs(run_feeds(create_session(fp32_model, threads=1, disable_cse=True), feeds),
+                        run_feeds(create_session(q_model, threads=1, disable_cse=True), feeds))
+    return {row.name: round(row.cosine, 6) for row in rows}
 
 
 def build_engines(report: dict, out_dir, **trt_options) -> tuple:

@@ -28,13 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepose.data.coco import find_image, image_roots, read_coco_json
+from edgepose.data.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from edgepose.errors import CalibrationError, UsageError
+from edgepose.onnx_graph import first_real_input, initializer_names, load_model, producers, real_inputs
+from edgepose.ort_session import create_session
+from edgepose.progress import bar
 
 log = logging.getLogger("edgepose")
 
 METHODS = ("entropy", "minmax", "percentile", "mse")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".ts"}
 _HOW = ("pass --calib DIR (a folder of 50-500 images like the deployment scene), a video file, "
         "a COCO annotation .json, or --calib synthetic")
 
@@ -93,11 +96,7 @@ def _cv2():
 
 
 def _progress(iterable, total, desc, enabled):
-    if not enabled:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="img", leave=False)
+    return bar(iterable, total=total, desc=desc, enabled=enabled, unit="img")
 
 
 def _read_files(files, source, progress) -> CalibrationImages:
@@ -156,19 +155,9 @@ def _from_video(path: Path, size, progress):
 
 
 def _from_coco(ann: Path, size, progress, images_dir=None):
-    import json
-
-    try:
-        data = json.loads(ann.read_text())
-        entries = data["images"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CalibrationError(f"{ann} is not a readable COCO annotation file ({exc}); {_HOW}") from None
-    dirs = [Path(images_dir)] if images_dir else [ann.parent / "images", ann.parent]
-    files = []
-    for entry in sorted(entries, key=lambda e: e.get("id", 0)):
-        name = entry.get("file_name", "")
-        found = next((d / name for d in dirs if (d / name).is_file()), dirs[0] / name)
-        files.append(found)
+    entries = read_coco_json(ann, error=CalibrationError, how=_HOW)["images"]
+    dirs = image_roots(ann, images_dir or None)
+    files = [find_image(entry.get("file_name", ""), dirs) for entry in sorted(entries, key=lambda e: e.get("id", 0))]
     if not files:
         raise CalibrationError(f"{ann} lists no images; {_HOW}")
     return _read_files(_evenly(files, size), f"coco:{ann}", progress)
@@ -245,11 +234,7 @@ def _batched(tensors: list, input_name: str, batch) -> list:
 
 
 def _input_of(onnx_path):
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    inits = {i.name for i in model.graph.initializer}
-    inp = next(i for i in model.graph.input if i.name not in inits)
+    inp = first_real_input(load_model(onnx_path, load_external_data=False, error=CalibrationError).graph)
     dims = inp.type.tensor_type.shape.dim
     batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     return inp.name, batch
@@ -388,8 +373,7 @@ def _float_activations(model) -> list:
     types = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
         types[vi.name] = vi.type.tensor_type.elem_type
-    inits = {i.name for i in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in inits]
+    names = [i.name for i in real_inputs(model.graph)]
     for node in model.graph.node:
         if node.op_type in ("Constant", "Shape", "QuantizeLinear"):
             continue
@@ -409,10 +393,8 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
     ORT CalibrationDataReader or a list of feeds) and return ``{tensor: TensorStats}`` for
     every float activation (or just ``tensors``)."""
     import onnx
-    import onnxruntime as ort
 
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
+    model = load_model(model)
     names = list(tensors) if tensors is not None else _float_activations(model)
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
@@ -420,15 +402,8 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
     for name in names:
         if name not in existing:
             augmented.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = int(threads)
-    try:
-        session = ort.InferenceSession(augmented.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise CalibrationError(f"ONNX Runtime cannot run the model for calibration ({str(exc).splitlines()[0]})") \
-            from None
+    session = create_session(augmented, threads=threads, error=CalibrationError,
+                             what="the model to calibrate (with every activation as an output)")
     out_names = [o.name for o in session.get_outputs()]
     wanted = set(names)
     stats: dict = {}
@@ -539,8 +514,8 @@ def head_tensors(model) -> list:
     heatmap peaks, so clipping them clips the very values decoding reads -- KL calibration
     does exactly that to a width/height head (its large values are rare)."""
     graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
+    inits = initializer_names(graph)
+    producer = producers(graph)
     names = [o.name for o in graph.output]
     for out in graph.output:
         node = producer.get(out.name)

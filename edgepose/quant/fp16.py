@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgepose.onnx_graph import load_model, name_nodes, producers
+
 FP32_OPS = ("Sigmoid", "Softmax", "LogSoftmax", "Exp", "Log", "TopK", "ArgMax", "ArgMin", "NonMaxSuppression",
             "Range", "CumSum", "ReduceSum", "ReduceMean", "Pow", "Sqrt", "Div")
 _PASS_THROUGH = ("Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Sigmoid", "Concat",
@@ -25,7 +27,7 @@ _LAYERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 def fp32_nodes(model, keep_final: bool = True, extra=()) -> list:
     """Names of nodes the FP16 conversion keeps in FP32 (see module doc)."""
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
+    producer = producers(graph)
     keep = []
     for node in graph.node:
         if node.op_type in FP32_OPS or (node.domain not in ("", "ai.onnx")):
@@ -59,13 +61,10 @@ def convert_fp16(model, out_path=None, keep_final: bool = True, keep_fp32=(), me
     require("onnxruntime")
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
-    from edgepose.quant.int8 import _name_nodes
-
+    model = load_model(model)
     src = onnx.ModelProto()
     src.CopyFrom(model)
-    _name_nodes(src)
+    name_nodes(src)
     if meta is None:
         try:
             meta = metadata_from_proto(src)

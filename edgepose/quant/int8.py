@@ -26,19 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import QuantizationError
+from edgepose.onnx_graph import consumers, initializer_names, load_model, name_nodes, producers
 
 log = logging.getLogger("edgepose")
 
 QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-
-
-def _load(model):
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    return onnx.load(str(model))
 
 
 def prepare_fp32(model, cpu_rewrite: bool = False):
@@ -49,7 +42,7 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
 
     from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
 
-    src = _load(model)
+    src = load_model(model)
     model = onnx.ModelProto()
     model.CopyFrom(src)
     model, folded = fold_batchnorm(model)
@@ -63,8 +56,8 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
 
 def quantizable_nodes(model, op_types=QUANT_OPS) -> list:
     """Names of the nodes ``quantize_int8`` puts Q/DQ on (in graph order)."""
-    model = _load(model)
-    inits = {i.name for i in model.graph.initializer}
+    model = load_model(model)
+    inits = initializer_names(model.graph)
     names = []
     for node in model.graph.node:
         if node.op_type not in op_types:
@@ -83,7 +76,7 @@ def cpu_float_nodes(model, max_in_channels: int = 4) -> list:
     quantize them."""
     from onnx import numpy_helper
 
-    model = _load(model)
+    model = load_model(model)
     inputs = {i.name for i in model.graph.input}
     inits = {i.name: i for i in model.graph.initializer}
     names = []
@@ -95,28 +88,14 @@ def cpu_float_nodes(model, max_in_channels: int = 4) -> list:
     return names
 
 
-def _name_nodes(model):
-    used, k = set(), 0
-    for node in model.graph.node:
-        if not node.name or node.name in used:
-            while f"{node.op_type}_{k}" in used:
-                k += 1
-            node.name = f"{node.op_type}_{k}"
-        used.add(node.name)
-    return model
-
-
 def drop_output_qdq(model) -> list:
     """Remove QuantizeLinear -> DequantizeLinear pairs that end at graph outputs, so the final
     layers (heatmap logits, box sizes, keypoint heatmaps) take INT8 inputs but produce float
     outputs (TensorRT: INT8 conv with FP32 output).  Quantizing an output to 255 levels would
     put ties on heatmap peaks.  In place; returns the output names freed."""
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    users: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    producer = producers(graph)
+    users = consumers(graph)
     freed, remove = [], []
     for out in graph.output:
         dq = producer.get(out.name)
@@ -154,22 +133,44 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     Returns the quantized ``onnx.ModelProto``.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
 
-    model = _name_nodes(_load(model))
+    model = name_nodes(load_model(model))
     if meta is None:
         with contextlib.suppress(Exception):
             meta = metadata_from_proto(model)
-    data = {name: TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
-            for name, amax in ranges.items()}
     known = {n.name for n in model.graph.node}
     unknown = sorted(set(nodes_to_exclude) - known)
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
+    qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    if not quantize_outputs:
+        drop_output_qdq(qmodel)
+    if meta is not None:
+        extra_fields = dict(meta.extra or {})
+        extra_fields.update(extra_meta or {})
+        attach_metadata(qmodel, meta.replace(precision="int8", extra=extra_fields))
+    if lint:
+        from edgepose.quant.lint import check_qdq
+
+        check_qdq(qmodel, allow_float=set(nodes_to_exclude))
+    if out_path is not None:
+        with atomic_path(out_path) as tmp_path:
+            onnx.save(qmodel, str(tmp_path))
+    return qmodel
+
+
+def _quantize_static_qdq(model, ranges: dict, nodes_to_exclude, op_types):
+    """ONNX Runtime's ``quantize_static`` in QDQ format with our ranges as its calibration
+    cache: symmetric INT8, per-channel weights, dedicated Q/DQ pairs, float bias."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
+
+    data = {name: TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
+            for name, amax in ranges.items()}
     extra = {
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
@@ -197,38 +198,20 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
                                     "FP32 graph exported by `edgepose export`") from None
         finally:
             root.setLevel(level)
-        qmodel = onnx.load(str(dst))
-    if not quantize_outputs:
-        drop_output_qdq(qmodel)
-    if meta is not None:
-        extra_fields = dict(meta.extra or {})
-        extra_fields.update(extra_meta or {})
-        attach_metadata(qmodel, meta.replace(precision="int8", extra=extra_fields))
-    if lint:
-        from edgepose.quant.lint import check_qdq
-
-        check_qdq(qmodel, allow_float=set(nodes_to_exclude))
-    if out_path is not None:
-        with atomic_path(out_path) as tmp_path:
-            onnx.save(qmodel, str(tmp_path))
-    return qmodel
+        return onnx.load(str(dst))
 
 
 def ort_optimized_ops(model_path, disable_cse: bool = True) -> Counter:
     """Op-type counts of the graph ONNX Runtime CPU actually runs (``optimized_model_filepath``
     at the extended level, CSE disabled as the INT8 runner does)."""
     import onnx
-    import onnxruntime as ort
+
+    from edgepose.ort_session import create_session
 
     with tempfile.TemporaryDirectory(prefix="edgepose_ortopt_") as tmp:
         out = Path(tmp) / "optimized.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = str(out)
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1
-        kwargs = {"disabled_optimizers": ["CommonSubexpressionElimination"]} if disable_cse else {}
-        ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"], **kwargs)
+        create_session(model_path, threads=1, disable_cse=disable_cse, optimized_path=out, extended_only=True,
+                       error=QuantizationError)
         optimized = onnx.load(str(out))
     return Counter(node.op_type for node in optimized.graph.node)
 

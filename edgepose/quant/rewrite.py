@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgepose.errors import QuantizationError
+from edgepose.onnx_graph import consumers, producers
 
 # phase a (0/1) -> {3x3 tap r: 4x4 kernel index}
 _TAP = ({0: 3, 1: 1}, {1: 2, 2: 0})
@@ -35,14 +36,6 @@ def _attrs(node) -> dict:
 
 def _initializers(graph) -> dict:
     return {init.name: init for init in graph.initializer}
-
-
-def _consumers(graph) -> dict:
-    users: dict = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
-    return users
 
 
 def _replace_initializer(graph, name, array):
@@ -73,14 +66,14 @@ def fold_batchnorm(model):
 
     graph = model.graph
     inits = _initializers(graph)
-    producers = {o: n for n in graph.node for o in n.output}
-    users = _consumers(graph)
+    producer = producers(graph)
+    users = consumers(graph)
     outputs = {o.name for o in graph.output}
     remove, folded = [], 0
     for bn in list(graph.node):
         if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
             continue
-        conv = producers.get(bn.input[0])
+        conv = producer.get(bn.input[0])
         if conv is None or conv.op_type not in ("Conv", "ConvTranspose"):
             continue
         if len(users.get(conv.output[0], [])) != 1 or conv.output[0] in outputs:

@@ -16,62 +16,38 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from edgepose.compare import mean_rel_sq_error
 from edgepose.errors import UsageError
+from edgepose.onnx_graph import name_nodes
+from edgepose.ort_session import create_session, run_feeds
+from edgepose.progress import bar
 
 log = logging.getLogger("edgepose")
 
 
-def _outputs(session, feeds):
-    names = [o.name for o in session.get_outputs()]
-    return [dict(zip(names, session.run(names, feed))) for feed in feeds]
-
-
-def output_error(reference: list, candidate: list) -> float:
-    """Mean over feeds and outputs of ||cand - ref||^2 / ||ref||^2."""
-    errs = []
-    for ref, cand in zip(reference, candidate):
-        for name, r in ref.items():
-            c = cand[name].astype(np.float64)
-            r = r.astype(np.float64)
-            errs.append(float(np.sum((c - r) ** 2) / max(np.sum(r ** 2), 1e-12)))
-    return float(np.mean(errs)) if errs else 0.0
-
-
 def _session(model_or_path, threads=1):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = int(threads or 1)
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") else str(model_or_path)
-    return ort.InferenceSession(src, options, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=["CommonSubexpressionElimination"])
+    """A CPU session with CSE disabled, as the INT8 runner has."""
+    return create_session(model_or_path, threads=threads or 1, disable_cse=True)
 
 
 def layer_sensitivity(model, ranges: dict, feeds: list, candidates=None, progress: bool = False,
                       threads=1) -> list:
     """``[(node_name, error), ...]`` most sensitive first: the output error when only that
     node is quantized.  ``model``: the prepared FP32 ModelProto."""
-    from edgepose.quant.int8 import _name_nodes, quantizable_nodes, quantize_int8
+    from edgepose.quant.int8 import quantizable_nodes, quantize_int8
 
-    model = _name_nodes(model)
+    model = name_nodes(model)
     candidates = list(candidates) if candidates is not None else quantizable_nodes(model)
     if not feeds:
         raise UsageError("sensitivity needs at least one held-out feed")
-    reference = _outputs(_session(model, threads), feeds)
+    reference = run_feeds(_session(model, threads), feeds)
     scores = []
-    items = candidates
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(candidates, desc="layer sensitivity", unit="layer", leave=False)
+    items = bar(candidates, total=len(candidates), desc="layer sensitivity", enabled=progress, unit="layer")
     everything = quantizable_nodes(model)
     for name in items:
         others = [c for c in everything if c != name]
         q = quantize_int8(model, ranges, None, nodes_to_exclude=others, lint=False)
-        scores.append((name, output_error(reference, _outputs(_session(q, threads), feeds))))
+        scores.append((name, mean_rel_sq_error(reference, run_feeds(_session(q, threads), feeds))))
     scores.sort(key=lambda item: -item[1])
     return scores
 
@@ -127,50 +103,20 @@ def budget_search(plans: dict, evaluate, baseline: dict, max_drop: float, blame:
         raise UsageError(f"blame names roles without a plan: {sorted(unknown)}")
     work = Path(work_dir or tempfile.mkdtemp(prefix="edgepose_budget_"))
     work.mkdir(parents=True, exist_ok=True)
-    roles = list(plans)
-    history, cache = [], {}
-
-    def run(k: dict):
-        key = tuple(k[r] for r in roles)
-        if key in cache:
-            return cache[key]
-        tag = "_".join(f"{r}{k[r]}" for r in roles)
-        paths = {}
-        for role, plan in plans.items():
-            paths[role] = work / f"{role}.{tag}.onnx"
-            plan.build(k[role], paths[role])
-        metrics = evaluate(dict(paths))
-        drops = {m: (float(baseline[m]) - float(metrics[m])) * scale for m in blame}
-        history.append({"step": len(history), "kept": dict(k), "metrics": {m: float(metrics[m]) for m in blame},
-                        "drops": drops})
-        log.info("budget step %d: kept %s, drops %s", len(history) - 1, k, drops)
-        cache[key] = (metrics, drops, paths)
-        return cache[key]
-
-    def excess(drops):
-        return sum(max(0.0, d - max_drop) for d in drops.values())
-
-    k = {role: 0 for role in roles}
-    metrics, drops, paths = run(k)
-    while len(history) <= max_steps:
-        over = [m for m in blame if drops[m] > max_drop + 1e-9]
-        if not over:
-            break
-        candidates = []
-        for m in sorted(over, key=lambda m: -drops[m]):
-            for role in blame[m]:
-                if role not in candidates and k[role] < len(plans[role].ranking):
-                    candidates.append(role)
+    trials = _Trials(plans, evaluate, baseline, blame, scale, work)
+    k = {role: 0 for role in plans}
+    metrics, drops, paths = trials.run(k)
+    while len(trials.history) <= max_steps:
+        candidates = _roles_to_grow(plans, blame, drops, max_drop, k)
         if not candidates:
             break
         best = None
         for role in candidates:
-            trial = dict(k)
-            trial[role] = _grow(k[role], len(plans[role].ranking))
-            result = run(trial)
-            if best is None or excess(result[1]) < excess(best[1][1]):
+            trial = {**k, role: _grow(k[role], len(plans[role].ranking))}
+            result = trials.run(trial)
+            if best is None or _excess(result[1], max_drop) < _excess(best[1][1], max_drop):
                 best = (trial, result)
-            if excess(result[1]) == 0:
+            if _excess(result[1], max_drop) == 0:
                 break
         k, (metrics, drops, paths) = best
     met = all(drops[m] <= max_drop + 1e-9 for m in blame)
@@ -178,5 +124,49 @@ def budget_search(plans: dict, evaluate, baseline: dict, max_drop: float, blame:
     for old in work.glob("*.onnx"):
         if old not in keep_paths:
             old.unlink(missing_ok=True)
-    return {"kept": {r: plans[r].kept(k[r]) for r in roles}, "k": dict(k), "metrics": metrics, "drops": drops,
-            "history": history, "paths": paths, "met": met}
+    return {"kept": {r: plans[r].kept(k[r]) for r in plans}, "k": dict(k), "metrics": metrics, "drops": drops,
+            "history": trials.history, "paths": paths, "met": met}
+
+
+def _excess(drops: dict, max_drop: float) -> float:
+    return sum(max(0.0, d - max_drop) for d in drops.values())
+
+
+def _roles_to_grow(plans, blame, drops, max_drop, k) -> list:
+    """Roles that may fix the metrics over budget (worst metric first) and can still keep
+    more layers in FP32; empty when every metric is within budget."""
+    over = [m for m in blame if drops[m] > max_drop + 1e-9]
+    candidates = []
+    for m in sorted(over, key=lambda m: -drops[m]):
+        for role in blame[m]:
+            if role not in candidates and k[role] < len(plans[role].ranking):
+                candidates.append(role)
+    return candidates
+
+
+class _Trials:
+    """Builds and evaluates one ``{role: kept count}`` combination once (cached), recording
+    every evaluation in ``history``."""
+
+    def __init__(self, plans, evaluate, baseline, blame, scale, work):
+        self.plans, self.evaluate, self.baseline, self.blame = plans, evaluate, baseline, blame
+        self.scale, self.work = scale, work
+        self.history, self._cache = [], {}
+
+    def run(self, k: dict):
+        roles = list(self.plans)
+        key = tuple(k[r] for r in roles)
+        if key in self._cache:
+            return self._cache[key]
+        tag = "_".join(f"{r}{k[r]}" for r in roles)
+        paths = {}
+        for role, plan in self.plans.items():
+            paths[role] = self.work / f"{role}.{tag}.onnx"
+            plan.build(k[role], paths[role])
+        metrics = self.evaluate(dict(paths))
+        drops = {m: (float(self.baseline[m]) - float(metrics[m])) * self.scale for m in self.blame}
+        self.history.append({"step": len(self.history), "kept": dict(k),
+                             "metrics": {m: float(metrics[m]) for m in self.blame}, "drops": drops})
+        log.info("budget step %d: kept %s, drops %s", len(self.history) - 1, k, drops)
+        self._cache[key] = (metrics, drops, paths)
+        return self._cache[key]

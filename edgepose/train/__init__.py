@@ -81,6 +81,49 @@ def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size
         torch.set_num_threads(previous_threads)
 
 
+def _resume(model, opt, out, side) -> tuple:
+    """``(epoch, step)`` to continue from: weights from ``out`` and the optimizer state from
+    its ``.resume`` side file when both exist, else ``(0, 0)``."""
+    import torch
+
+    if side is None or not side.is_file() or not Path(out).is_file():
+        return 0, 0
+    from edgepose.models.checkpoint import load_checkpoint
+
+    load_checkpoint(model, out, strict=True)
+    state = torch.load(str(side), map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    return int(state["epoch"]), int(state["step"])
+
+
+def _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses) -> int:
+    """One pass over the index batches of ``bar`` (stops at ``schedule[0]`` total steps);
+    appends each loss to ``losses`` and returns the new step count."""
+    import torch
+
+    from edgepose.train.coco_data import collate
+
+    total, lr, warmup = schedule
+    running = None
+    for indices in bar:
+        if step >= total:
+            break
+        batch = collate([dataset[i] for i in indices])
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, total, lr, warmup)
+        loss, parts = step_loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
+        opt.step()
+        value = float(loss.detach())
+        losses.append(value)
+        running = value if running is None else 0.95 * running + 0.05 * value
+        step += 1
+        bar.set_postfix(loss=f"{running:.4f}", **{k: f"{float(v):.3f}" for k, v in parts.items()})
+    return step
+
+
 def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed, resume, desc,
          progress, max_steps):
     import time
@@ -89,7 +132,6 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
     from tqdm import tqdm
 
     from edgepose.io_utils import atomic_path
-    from edgepose.train.coco_data import collate
 
     torch.manual_seed(seed)
     n = len(dataset)
@@ -103,15 +145,8 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
     if max_steps is not None:
         total = min(total, int(max_steps))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    start_epoch, step = 0, 0
     side = Path(str(out) + ".resume") if out is not None else None
-    if resume and side is not None and side.is_file() and Path(out).is_file():
-        from edgepose.models.checkpoint import load_checkpoint
-
-        load_checkpoint(model, out, strict=True)
-        state = torch.load(str(side), map_location="cpu", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
+    start_epoch, step = _resume(model, opt, out, side) if resume else (0, 0)
     losses = []
     t0 = time.time()
     model.train()
@@ -122,25 +157,11 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
         if hasattr(dataset, "epoch"):
             dataset.epoch = epoch
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-        bar = tqdm(range(per_epoch), desc=f"{desc} {epoch + 1}/{epochs}", unit="it", disable=not progress,
+        batches = [order[b * batch_size:(b + 1) * batch_size] for b in range(per_epoch)]
+        bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{epochs}", unit="it", disable=not progress,
                    dynamic_ncols=True, mininterval=2.0)
-        running = None
-        for b in bar:
-            if step >= total:
-                break
-            batch = collate([dataset[i] for i in order[b * batch_size:(b + 1) * batch_size]])
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, lr, min(warmup, total // 5))
-            loss, parts = step_loss(model, batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
-            opt.step()
-            value = float(loss.detach())
-            losses.append(value)
-            running = value if running is None else 0.95 * running + 0.05 * value
-            step += 1
-            bar.set_postfix(loss=f"{running:.4f}", **{k: f"{float(v):.3f}" for k, v in parts.items()})
+        schedule = (total, lr, min(warmup, total // 5))
+        step = _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses)
         bar.close()
         if out is not None and save is not None:
             save(model, out, epoch + 1)

@@ -21,12 +21,12 @@ Everything here is NumPy/OpenCV; the datasets return NumPy arrays (the trainers 
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from edgepose.data.coco import find_image, image_roots, read_coco_json
 from edgepose.errors import UsageError
 from edgepose.metadata import COCO_FLIP_PAIRS
 
@@ -58,30 +58,19 @@ class CocoPeople:
             raise UsageError("pass a data directory (with annotations.json and images/) or an annotation file")
         data_dir = Path(data_dir) if data_dir is not None else None
         ann_file = Path(ann_file) if ann_file is not None else data_dir / "annotations.json"
-        if not ann_file.is_file():
-            raise UsageError(f"{ann_file} not found; point --data at a folder with annotations.json and images/ "
-                             "(make one with `edgepose data synth --out DIR`)")
-        try:
-            coco = json.loads(ann_file.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{ann_file} is not a readable COCO json ({exc})") from None
-        if not isinstance(coco, dict) or "images" not in coco or "annotations" not in coco:
-            raise UsageError(f"{ann_file} lacks 'images'/'annotations'; is it a COCO-format file?")
-        roots = [Path(image_dir)] if image_dir is not None else []
+        coco = read_coco_json(ann_file, error=UsageError,
+                              how="point --data at a folder with annotations.json and images/ "
+                                  "(make one with `edgepose data synth --out DIR`)")
         base = data_dir if data_dir is not None else ann_file.parent
-        roots += [base / "images", base]
+        roots = ([Path(image_dir)] if image_dir is not None else []) + image_roots(base / "annotations.json")
         self.category_id = int(category_id)
-        self.images = []
-        for img in coco["images"]:
-            name = img["file_name"]
-            path = next((r / name for r in roots if (r / name).is_file()), roots[0] / name)
-            self.images.append({"id": img["id"], "file_name": name, "width": img.get("width"),
-                                "height": img.get("height"), "path": path})
+        self.images = [{"id": img["id"], "file_name": img["file_name"], "width": img.get("width"),
+                        "height": img.get("height"), "path": find_image(img["file_name"], roots)}
+                       for img in coco["images"]]
         self.anns = {img["id"]: [] for img in self.images}
         for ann in coco["annotations"]:
-            if ann.get("category_id", 1) != self.category_id or ann.get("iscrowd", 0):
-                continue
-            if ann["image_id"] in self.anns:
+            if ann.get("category_id", 1) == self.category_id and not ann.get("iscrowd", 0) \
+                    and ann["image_id"] in self.anns:
                 self.anns[ann["image_id"]].append(ann)
         self._cache = {} if cache else None
 

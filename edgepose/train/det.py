@@ -8,6 +8,7 @@ Checkpoints: the official CenterNet wrapper ``{"epoch", "state_dict"}``, written
 from __future__ import annotations
 
 from edgepose.errors import UsageError
+from edgepose.tasks import task_spec
 
 __all__ = ["train_det", "build_det", "det_step_loss", "det_batch_to_torch"]
 
@@ -35,16 +36,23 @@ def parse_size(value, default):
 
 def build_det(arch="default_det", num_classes=1, input_size=None):
     """``(model, meta)`` for a zoo CenterNet ``arch`` with ``num_classes`` classes."""
+    return build_zoo_model(arch, "det", num_classes, input_size, "a CenterNet (ctdet) model such as default_det "
+                           "or centernet_res18")
+
+
+def build_zoo_model(arch, trainer: str, count: int, input_size, examples: str):
+    """``(model, meta)`` of zoo ``arch`` for ``edgepose train <trainer>`` with ``count``
+    classes or joints (the task table says which); UsageError naming ``examples`` when
+    ``arch`` is not trained by that command."""
     from edgepose.models import create, get_spec
 
     spec = get_spec(arch)
-    if spec.task != "ctdet":
-        raise UsageError(f"{arch} is a {spec.task} model; `train det` needs a CenterNet (ctdet) model such as "
-                         "default_det or centernet_res18")
+    if task_spec(spec.task).trainer != trainer:
+        raise UsageError(f"{arch} is a {spec.task} model; `train {trainer}` needs {examples}")
+    count_field = task_spec(spec.task).count_field
     size = parse_size(input_size, spec.input_size)
-    model = create(arch, num_classes=num_classes)
-    meta = spec.meta(num_classes=num_classes, input_size=size)
-    return model, meta
+    model = create(arch, **{count_field: count})
+    return model, spec.meta(**{count_field: count}, input_size=size)
 
 
 def det_batch_to_torch(batch):

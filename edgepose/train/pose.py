@@ -14,17 +14,10 @@ __all__ = ["train_pose", "build_pose", "pose_step_loss"]
 
 def build_pose(arch="default_pose", num_joints=17, input_size=None):
     """``(model, meta)`` for a zoo SPPE ``arch``."""
-    from edgepose.models import create, get_spec
-    from edgepose.train.det import parse_size
+    from edgepose.train.det import build_zoo_model
 
-    spec = get_spec(arch)
-    if spec.task != "sppe":
-        raise UsageError(f"{arch} is a {spec.task} model; `train pose` needs a pose (sppe) model such as "
-                         "default_pose, simplepose_res50 or fastpose_res50")
-    size = parse_size(input_size, spec.input_size)
-    model = create(arch, num_joints=num_joints)
-    meta = spec.meta(num_joints=num_joints, input_size=size)
-    return model, meta
+    return build_zoo_model(arch, "pose", num_joints, input_size, "a pose (sppe) model such as default_pose, "
+                           "simplepose_res50 or fastpose_res50")
 
 
 def pose_step_loss(model, batch):

@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from edgepose.backends.trt.version import tensorrt_status
+from edgepose.compare import compare_arrays
 
 torch = pytest.importorskip("torch")
 _OK, _WHY = tensorrt_status()
@@ -101,11 +102,6 @@ def _ort(path, feed):
     return ORTRunner(path, providers=["CPUExecutionProvider"], disable_cse=True).infer(feed)
 
 
-def _cos(a, b):
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
-
-
 @pytest.mark.parametrize("tag", ["fp16", "int8"])
 def test_engines_agree_with_onnxruntime(models, tag):
     from edgepose.backends.trt.manifest import read_manifest
@@ -135,13 +131,12 @@ def test_engines_agree_with_onnxruntime(models, tag):
                 for name, ref in want.items():
                     out = got[name]
                     assert out.shape == ref.shape, (engine.name, name)
+                    row = compare_arrays(name, ref, out, tolerance=1e-2, scale_floor=1e-3)
                     if tag == "fp16":
-                        scale = max(float(np.abs(ref).max()), 1e-3)
-                        err = float(np.abs(out.astype(np.float32) - ref).max()) / scale
-                        assert err <= 1e-2, f"{engine.name}:{name} batch {x.shape[0]}: rel err {err:.3g}"
+                        assert row.ok, f"{engine.name}:{name} batch {x.shape[0]}: rel err {row.max_rel:.3g}"
                     else:
-                        c = _cos(out, ref)
-                        assert c >= 0.98, f"{engine.name}:{name} batch {x.shape[0]}: cosine {c:.4f}"
+                        assert row.cosine >= 0.98, \
+                            f"{engine.name}:{name} batch {x.shape[0]}: cosine {row.cosine:.4f}"
 
 
 def test_build_is_cached_and_runner_limits(models):
