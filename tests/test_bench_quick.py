@@ -125,7 +125,8 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    gt = COCO(summary["clip_annotations"])
+    clip_ann = Path(summary["clip"]).with_suffix(".json")  # generate_clip writes <clip>.json
+    gt = COCO(str(clip_ann))
     assert sorted(gt.getImgIds()) == [1, 2, 3, 4, 5]
     assert {r["image_id"] for r in records} <= set(gt.getImgIds())
     dt = gt.loadRes(str(out / "results.json"))
@@ -135,6 +136,7 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
         ev.accumulate()
         ev.summarize()
         assert 0 <= ev.stats[0] <= 1
+    assert summary["clip_annotations"] == str(clip_ann)
     main_row = summary["rows"][0]
     assert main_row["precision"] == summary["precision"] and main_row["frames"] == 5 and main_row["used"]
     assert sum(r["used"] for r in summary["rows"]) == 1

@@ -158,7 +158,8 @@ def _prepare_snippet_files(code, folder):
     import numpy as np
 
     from edgepose.data.synthetic import render_scene
-    from edgepose.models import create, save_checkpoint
+    from edgepose.models import create
+    from edgepose.models.checkpoint import save_checkpoint
 
     for name in re.findall(r"[\"']([\w.-]+\.pth)[\"']", code):
         assert name in CHECKPOINTS, f"README loads {name}; add it to CHECKPOINTS in this test"
