@@ -84,7 +84,8 @@ def test_soak_reports_memory_and_rate(tmp_path):
     out = tmp_path / "soak"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--frames", "24", "--pool", "6", "--size", "128x128",
-           "--max-people", "3", "--warmup", "4", "--report-every", "8", "--threads", "1", "--out", str(out),
+           "--max-people", "3", "--warmup", "4", "--report-every", "8", "--threads", "1", "--tracemalloc", "5",
+           "--out", str(out),
            *[a for a in model_args if a != "--ap-threshold"]]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -94,6 +95,10 @@ def test_soak_reports_memory_and_rate(tmp_path):
     assert report["rss_growth"] == pytest.approx((rss["end"] - rss["start"]) / rss["start"])
     assert [w["frame"] for w in report["windows"]] == [8, 16, 24] and all(w["fps"] > 0 for w in report["windows"])
     assert "RSS growth" in proc.stdout
+    traced = report["tracemalloc"]
+    assert (traced["from_frame"], traced["to_frame"]) == (4, 24) and len(traced["top"]) <= 5
+    assert all(e["size_diff_kib"] > 0 and ":" in e["where"] for e in traced["top"])
+    assert "Python allocations that grew" in proc.stdout
 
 
 @pytest.mark.slow
