@@ -30,7 +30,7 @@ class ModelSpec:
     builder: str  # "edgepose.models.module:function"
     input_size: tuple  # default (H, W)
     checkpoint_format: str  # centernet | alphapose | cornernet
-    manifest: str | None = None  # file name in shared/reference
+    manifest: str | None = None  # file name in tests/data/reference
     defaults: dict = field(default_factory=dict)
     description: str = ""
 
