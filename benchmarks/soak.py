@@ -12,6 +12,8 @@ Reports resident memory (VmRSS from /proc/self/status; ru_maxrss where /proc is 
 before the first frame, after the warm-up (the baseline: ONNX Runtime sizes its arenas on the
 first frames), in the middle and at the end, plus frames/s per window.  The goal is an RSS
 flat within 5% of the baseline; ``--strict`` makes a larger growth exit with status 1.
+``--tracemalloc N`` snapshots Python's allocations at the baseline and at the end and reports
+the N source lines that grew most (where a creep comes from, when it is Python's).
 Writes ``soak.json`` into ``--out`` (default ``out/soak``).
 """
 from __future__ import annotations
@@ -57,6 +59,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     ap.add_argument("--tolerance", type=float, default=0.05, help="allowed RSS growth (fraction, default 0.05)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when RSS grows more than --tolerance")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                    help="trace Python allocations (NumPy included, ONNX Runtime's own not) and report the N "
+                         "source lines whose memory grew most from the baseline to the end (slower)")
     ap.add_argument("--out", default="out/soak")
     args = ap.parse_args(argv)
     if args.frames < 3:
@@ -90,57 +95,86 @@ def frame_source(args):
         yield pool[i % len(pool)]
 
 
+def allocation_growth(before, after, top: int) -> list:
+    """The ``top`` source lines whose traced memory grew most between two tracemalloc snapshots."""
+    import tracemalloc
+
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+    diffs = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
+    diffs.sort(key=lambda d: d.size_diff, reverse=True)
+    return [{"where": f"{d.traceback[0].filename}:{d.traceback[0].lineno}", "size_diff_kib": d.size_diff / 1024,
+             "count_diff": d.count_diff} for d in diffs[:top] if d.size_diff > 0]
+
+
+def _model_paths(args):
+    from edgepose.models.defaults import resolve_models
+
+    return tuple(str(path) for path in resolve_models(args.det, args.pose))
+
+
+def _soak_loop(pipe, frames, args) -> dict:
+    """Run every frame; RSS at the baseline / middle, a window every ``report_every`` frames,
+    tracemalloc snapshots at the baseline and the end when asked."""
+    import tracemalloc
+
+    if args.tracemalloc:
+        tracemalloc.start()
+    m = {"before": {"frame": 0, "rss_mb": rss_mb(), "t": 0.0}, "baseline": None, "middle": None,
+         "windows": [], "people": 0, "snapshots": []}
+    t0 = time.perf_counter()
+    w_start, w_frames = t0, 0
+    for i, frame in enumerate(frames, 1):
+        m["people"] += len(pipe(frame))
+        w_frames += 1
+        if i == args.warmup:
+            m["baseline"] = {"frame": i, "rss_mb": rss_mb(), "t": time.perf_counter() - t0}
+            if args.tracemalloc:
+                m["snapshots"].append(tracemalloc.take_snapshot())
+        if i == args.frames // 2:
+            m["middle"] = {"frame": i, "rss_mb": rss_mb(), "t": time.perf_counter() - t0}
+        if i % args.report_every == 0 or i == args.frames:
+            now = time.perf_counter()
+            win = {"frame": i, "fps": w_frames / max(now - w_start, 1e-9), "rss_mb": rss_mb(), "t": now - t0}
+            m["windows"].append(win)
+            print(f"[soak] frame {i:>6}/{args.frames}  {win['fps']:6.1f} frames/s  RSS {win['rss_mb']:8.1f} MiB",
+                  file=sys.stderr, flush=True)
+            w_start, w_frames = now, 0
+    if m["snapshots"]:
+        m["snapshots"].append(tracemalloc.take_snapshot())
+        tracemalloc.stop()
+    m["wall"] = time.perf_counter() - t0
+    return m
+
+
 def run(args) -> dict:
     from edgepose.io_utils import atomic_path
     from edgepose.pipeline.pipeline import Pipeline
 
-    from edgepose.models.defaults import resolve_models
-
-    det, pose = (str(path) for path in resolve_models(args.det, args.pose))
+    det, pose = _model_paths(args)
     runner_kw = {"threads": args.threads} if args.threads else {}
     frames = frame_source(args)
     pipe = Pipeline.from_files(det, pose, backend=args.backend, runner_kw=runner_kw)
-    samples = [{"frame": 0, "rss_mb": rss_mb(), "t": 0.0}]
-    windows = []
-    people = 0
-    t0 = time.perf_counter()
-    w_start, w_frames = t0, 0
-    baseline = None
-    middle = None
     try:
-        for i, frame in enumerate(frames, 1):
-            result = pipe(frame)
-            people += len(result)
-            w_frames += 1
-            if i == args.warmup:
-                baseline = {"frame": i, "rss_mb": rss_mb(), "t": time.perf_counter() - t0}
-                samples.append(baseline)
-            if i == args.frames // 2:
-                middle = {"frame": i, "rss_mb": rss_mb(), "t": time.perf_counter() - t0}
-            if i % args.report_every == 0 or i == args.frames:
-                now = time.perf_counter()
-                win = {"frame": i, "fps": w_frames / max(now - w_start, 1e-9), "rss_mb": rss_mb(), "t": now - t0}
-                windows.append(win)
-                samples.append({"frame": i, "rss_mb": win["rss_mb"], "t": win["t"]})
-                print(f"[soak] frame {i:>6}/{args.frames}  {win['fps']:6.1f} frames/s  RSS {win['rss_mb']:8.1f} MiB",
-                      file=sys.stderr, flush=True)
-                w_start, w_frames = now, 0
+        m = _soak_loop(pipe, frames, args)
     finally:
         pipe.close()
-    wall = time.perf_counter() - t0
+    wall = m["wall"]
     end = {"frame": args.frames, "rss_mb": rss_mb(), "t": wall}
-    baseline = baseline or samples[0]
-    middle = middle or end
+    baseline = m["baseline"] or m["before"]
+    middle = m["middle"] or end
     growth = (end["rss_mb"] - baseline["rss_mb"]) / max(baseline["rss_mb"], 1e-9)
     report = {
         "frames": args.frames, "pool": args.pool, "max_people": args.max_people, "size": list(args.size),
         "det": str(det), "pose": str(pose), "backend": args.backend,
-        "rss_mb": {"before_first_frame": samples[0]["rss_mb"], "start": baseline["rss_mb"],
+        "rss_mb": {"before_first_frame": m["before"]["rss_mb"], "start": baseline["rss_mb"],
                    "middle": middle["rss_mb"], "end": end["rss_mb"]},
         "rss_growth": growth, "tolerance": args.tolerance, "flat": bool(abs(growth) <= args.tolerance),
-        "fps_overall": args.frames / wall if wall > 0 else 0.0, "people_per_frame": people / args.frames,
-        "windows": windows, "wall_s": wall,
+        "fps_overall": args.frames / wall if wall > 0 else 0.0, "people_per_frame": m["people"] / args.frames,
+        "windows": m["windows"], "wall_s": wall,
     }
+    if len(m["snapshots"]) == 2:
+        report["tracemalloc"] = {"from_frame": args.warmup, "to_frame": args.frames,
+                                 "top": allocation_growth(*m["snapshots"], args.tracemalloc)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "soak.json") as tmp:
@@ -157,6 +191,10 @@ def format_report(r) -> str:
              f"RSS growth start->end: {100 * r['rss_growth']:+.2f}% "
              f"({'flat' if r['flat'] else 'NOT flat'} within {100 * r['tolerance']:.0f}%)",
              "frames/s over time: " + " ".join(f"{w['fps']:.1f}" for w in r["windows"])]
+    if "tracemalloc" in r:
+        t = r["tracemalloc"]
+        lines.append(f"Python allocations that grew from frame {t['from_frame']} to {t['to_frame']} (tracemalloc):")
+        lines += [f"  {e['size_diff_kib']:+9.1f} KiB {e['count_diff']:+8d} blocks  {e['where']}" for e in t["top"]]
     return "\n".join(lines)
 
 

@@ -65,18 +65,27 @@ def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, p
     return want, Path(d), Path(p), f"{want.upper()} Q/DQ ONNX built" if want == "int8" else "FP16 ONNX built"
 
 
+def clip_image_ids(clip_ann) -> dict:
+    """``{frame_index: image id}`` from a generated clip's COCO JSON (``generate_clip``)."""
+    doc = json.loads(Path(clip_ann).read_text())
+    return {int(img["frame_index"]): int(img["id"]) for img in doc["images"]}
+
+
 def _run_clip(pipe, clip, save=None, json_path=None, progress=True):
-    """run_source over the clip; COCO records (image id = frame index) are collected here
-    and written atomically, frames without people adding none."""
+    """run_source over the clip; COCO records are collected here and written atomically,
+    frames without people adding none.  Image ids are the clip annotation file's own ids
+    (``<clip>.json``: frame ``i`` is image ``i + 1``), so ``COCO(<clip>.json).loadRes``
+    accepts the results."""
     from edgepose.data.sources import open_source
     from edgepose.io_utils import atomic_path
     from edgepose.pipeline.run_loop import run_source
 
     records = []
+    ids = clip_image_ids(Path(clip).with_suffix(".json")) if json_path else {}
 
     def collect(frame_id, name, frame, result):
         if len(result):
-            records.extend(result.to_coco(int(frame_id)))
+            records.extend(result.to_coco(ids[int(frame_id)]))
 
     source = open_source(source=str(clip))
     try:
@@ -121,7 +130,7 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     _say(f"precision: {prec.upper()} -- {note}", progress)
 
     clip = data / f"demo_clip_{people}p_{frames}f_{size[0]}x{size[1]}.mp4"
-    if not clip.is_file():
+    if not (clip.is_file() and clip.with_suffix(".json").is_file()):
         _say(f"generating a {frames}-frame clip with {people} people ...", progress)
         generate_clip(clip, frames, people, seed=clip_seed, image_size=size, progress=progress)
     vdir = data / f"val_seed{val_seed}_{val_images}_{size[0]}x{size[1]}"
@@ -176,7 +185,7 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
         })
     result = {
         "precision": prec, "note": note, "video": str(out / "demo.mp4"), "results": str(out / "results.json"),
-        "clip": str(clip), "val": str(vdir / "annotations.json"), "rows": rows,
+        "clip": str(clip), "clip_annotations": str(clip.with_suffix(".json")), "val": str(vdir / "annotations.json"), "rows": rows,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     with atomic_path(out / "demo_summary.json") as tmp:

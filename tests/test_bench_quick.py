@@ -84,7 +84,8 @@ def test_soak_reports_memory_and_rate(tmp_path):
     out = tmp_path / "soak"
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, str(REPO / "benchmarks" / "soak.py"), "--frames", "24", "--pool", "6", "--size", "128x128",
-           "--max-people", "3", "--warmup", "4", "--report-every", "8", "--threads", "1", "--out", str(out),
+           "--max-people", "3", "--warmup", "4", "--report-every", "8", "--threads", "1", "--tracemalloc", "5",
+           "--out", str(out),
            *[a for a in model_args if a != "--ap-threshold"]]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -94,6 +95,10 @@ def test_soak_reports_memory_and_rate(tmp_path):
     assert report["rss_growth"] == pytest.approx((rss["end"] - rss["start"]) / rss["start"])
     assert [w["frame"] for w in report["windows"]] == [8, 16, 24] and all(w["fps"] > 0 for w in report["windows"])
     assert "RSS growth" in proc.stdout
+    traced = report["tracemalloc"]
+    assert (traced["from_frame"], traced["to_frame"]) == (4, 24) and len(traced["top"]) <= 5
+    assert all(e["size_diff_kib"] > 0 and ":" in e["where"] for e in traced["top"])
+    assert "Python allocations that grew" in proc.stdout
 
 
 @pytest.mark.slow
@@ -118,9 +123,25 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
     cap.release()
     assert n == 5
     records = json.loads((out / "results.json").read_text())
-    assert isinstance(records, list)
+    assert isinstance(records, list) and records, "the defaults found nobody in the demo clip"
     for r in records:
-        assert r["category_id"] == 1 and len(r["keypoints"]) == 51 and 0 <= r["image_id"] < 5
+        assert r["category_id"] == 1 and len(r["keypoints"]) == 51
+    # the results load against the clip's own annotations (image ids 1..5) and COCOeval scores them
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    clip_ann = Path(summary["clip"]).with_suffix(".json")  # generate_clip writes <clip>.json
+    gt = COCO(str(clip_ann))
+    assert sorted(gt.getImgIds()) == [1, 2, 3, 4, 5]
+    assert {r["image_id"] for r in records} <= set(gt.getImgIds())
+    dt = gt.loadRes(str(out / "results.json"))
+    for iou_type in ("bbox", "keypoints"):
+        ev = COCOeval(gt, dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        assert 0 <= ev.stats[0] <= 1
+    assert summary["clip_annotations"] == str(clip_ann)
     main_row = summary["rows"][0]
     assert main_row["precision"] == summary["precision"] and main_row["frames"] == 5 and main_row["used"]
     assert sum(r["used"] for r in summary["rows"]) == 1

@@ -31,6 +31,12 @@ class _Group(click.Group):
 def main():
     """edgepose: deploy person detectors and pose estimators on NVIDIA edge GPUs.
 
+    Without --det/--pose, run, eval and build use the built-in default models, trained on
+    synthetic people: they show the pipeline working but will not find real people reliably.
+    For real footage export real models (edgepose export centernet_resdcn18 --weights
+    ctdet_coco_resdcn18.pth --out det.onnx; likewise fastpose_res50 --weights
+    fast_res50_256x192.pth --out pose.onnx) and pass --det det.onnx --pose pose.onnx.
+
     \b
     Typical flow:
       edgepose export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
+from edgepose.cli._defaults import say_builtin_models
 
 
 @main.command("build")
@@ -39,7 +40,13 @@ from edgepose.cli import main
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop, eval_ann, eval_images, eval_size,
               measure, cpu_rewrite, det_threshold, threads, workspace, dla, pose_batch, force, verbose, out_dir, quiet):
-    """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT)."""
+    """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT).
+
+    Without --det/--pose it builds the built-in default models, trained on synthetic people: they
+    show the pipeline working but will not find real people reliably. For real models: edgepose
+    export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx (likewise
+    fastpose_res50), then --det/--pose.
+    """
     from edgepose.errors import UsageError
     from edgepose.quant.build import build_engines, build_precision
 
@@ -56,6 +63,7 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
 
         logging.basicConfig()
         logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)
+    say_builtin_models(det is None, pose is None)
     report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
                              max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
                              calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,

@@ -21,9 +21,15 @@ from edgepose.cli import main
 @click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
 @click.option("--no-progress", is_flag=True)
 def demo(out_dir, precision, frames, people, val_images, no_fp32_compare, max_ap_drop, threads, no_progress):
-    """Show edgepose working end to end on generated data (nothing is downloaded)."""
+    """Show edgepose working end to end on generated data (nothing is downloaded).
+
+    It uses the built-in default models, trained on synthetic people: they show the pipeline
+    working but will not find real people reliably.
+    """
+    from edgepose.cli._defaults import say_builtin_models
     from edgepose.demo import format_summary, run_demo
 
+    say_builtin_models()
     summary = run_demo(out_dir, frames=frames, people=people, val_images=val_images, precision=precision,
                        compare_fp32=not no_fp32_compare,
                        max_ap_drop=None if no_fp32_compare else max_ap_drop, threads=threads, progress=not no_progress)

@@ -6,6 +6,7 @@ import json
 import click
 
 from edgepose.cli import main
+from edgepose.cli._defaults import say_builtin_models
 
 
 @main.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +30,13 @@ from edgepose.cli import main
 @click.option("--no-progress", is_flag=True)
 def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit, score_threshold, max_persons,
              threads, no_progress):
-    """Print AP, AP50, AP75, APm, APl for person boxes and keypoints (OKS)."""
+    """Print AP, AP50, AP75, APm, APl for person boxes and keypoints (OKS).
+
+    Without --det/--pose it uses the built-in default models, trained on synthetic people: they
+    show the pipeline working but will not find real people reliably. For real models: edgepose
+    export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx (likewise
+    fastpose_res50), then --det/--pose.
+    """
     from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics
     from edgepose.eval.timing import format_latency_table
     from edgepose.io_utils import atomic_path
@@ -39,6 +46,7 @@ def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit
         from edgepose.models.defaults import default_model_paths
 
         d_det, d_pose = default_model_paths()
+        say_builtin_models(det is None, pose is None)
         det, pose = det or str(d_det), pose or str(d_pose)
     runner_kw = {"threads": threads} if threads else {}
     pipe = Pipeline.from_files(det, pose, backend=backend, runner_kw=runner_kw,

@@ -5,6 +5,7 @@ import click
 
 from edgepose.cli import main
 from edgepose.cli._options import parse_hw
+from edgepose.cli._defaults import say_builtin_models
 from edgepose.errors import CheckpointError, DependencyError, UsageError
 
 _ROLES = ("det", "pose")
@@ -48,10 +49,12 @@ def _default_models():
         raise UsageError("no built-in default models in this installation; pass --det DET.onnx and "
                          "--pose POSE.onnx (export them with `edgepose export`)") from None
     try:
-        return default_model_paths()
+        paths = default_model_paths()
     except (CheckpointError, DependencyError) as exc:
         raise UsageError(f"the built-in default models are unavailable ({exc}); pass --det DET.onnx and "
                          "--pose POSE.onnx instead") from None
+    say_builtin_models()
+    return paths
 
 
 def _run_on_triton(url, det, src, loop_kw):
@@ -114,6 +117,11 @@ def _run_on_triton(url, det, src, loop_kw):
 def run(det, pose, camera, source, show, save, json_path, backend, score_threshold, max_persons, flip, det_mode,
         threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress, triton):
     """Detect people and estimate their 17 COCO keypoints on a camera, video, image folder or stream.
+
+    Without --det/--pose it uses the built-in default models, trained on synthetic people: they
+    show the pipeline working but will not find real people reliably. For real footage export
+    real models (edgepose export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out
+    det.onnx, likewise fastpose_res50 --weights fast_res50_256x192.pth) and pass --det/--pose.
 
     \b
     Examples:

@@ -2,8 +2,10 @@
 
 The registry itself imports nothing heavy; each entry names its builder as
 ``"module:function"`` and torch is imported only when a model is created.  Every module's
-``state_dict()`` equals the official layout (see ``../shared/reference`` manifests), and
+``state_dict()`` equals the official layout (see the manifests in ``tests/data/reference``), and
 ``forward(x)`` returns a dict of raw head tensors named like the official heads.
+:func:`load_checkpoint` / :func:`save_checkpoint` (from :mod:`edgepose.models.checkpoint`)
+read and write the official checkpoint files.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class ModelSpec:
     builder: str  # "edgepose.models.module:function"
     input_size: tuple  # default (H, W)
     checkpoint_format: str  # centernet | alphapose | cornernet
-    manifest: str | None = None  # file name in shared/reference
+    manifest: str | None = None  # file name in tests/data/reference
     defaults: dict = field(default_factory=dict)
     description: str = ""
 
@@ -89,3 +91,6 @@ register(ModelSpec("default_det", "ctdet", "edgepose.models.defaults:default_det
 register(ModelSpec("default_pose", "sppe", "edgepose.models.defaults:default_pose", (128, 96), "alphapose",
                    None, defaults={"num_joints": 17},
                    description="default pose model: slim SimplePose ResNet-18, 128x96, 17 COCO joints"))
+
+# checkpoint I/O next to the zoo (`from edgepose.models import create, load_checkpoint`); torch stays lazy
+from edgepose.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402,F401

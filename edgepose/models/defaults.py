@@ -30,8 +30,15 @@ DEFAULT_DET_INPUT = (256, 256)
 DEFAULT_POSE = dict(num_layers=18, num_joints=17, deconv_filters=(128, 64, 64), widths=(32, 64, 128, 256))
 DEFAULT_POSE_INPUT = (128, 96)
 
+# what the defaults are, said wherever they are used (CLI notice, --help, README)
+SYNTHETIC_NOTICE = ("They are trained on synthetic people: they show the pipeline working but will not find "
+                    "real people reliably. For real footage export real models (edgepose export "
+                    "centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx; edgepose export "
+                    "fastpose_res50 --weights fast_res50_256x192.pth --out pose.onnx) and pass "
+                    "--det det.onnx --pose pose.onnx.")
+
 __all__ = ["default_det", "default_pose", "default_weights", "default_model_paths", "resolve_models", "cache_dir",
-           "DEFAULT_DET", "DEFAULT_POSE", "DEFAULT_DET_INPUT", "DEFAULT_POSE_INPUT"]
+           "DEFAULT_DET", "DEFAULT_POSE", "DEFAULT_DET_INPUT", "DEFAULT_POSE_INPUT", "SYNTHETIC_NOTICE"]
 
 
 def default_det(num_classes: int = 1):
