@@ -53,3 +53,8 @@ class PluginError(EdgeposeError):
 
 class EngineError(EdgeposeError):
     """A TensorRT engine cannot be built or does not fit this machine."""
+
+
+class OutputError(EdgeposeError):
+    """An output cannot be written (read-only folder, full disk, unreadable result).  The
+    message names the path, the cause and where any finished results were kept instead."""
