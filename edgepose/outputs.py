@@ -138,6 +138,24 @@ def write_or_fallback(path, write, what: str = "results") -> str:
     raise OutputError(f"{first}; the {what} were saved to {spare} instead")
 
 
+def write_each(jobs) -> list:
+    """Write each ``(path, text, what)`` with :func:`write_or_fallback` (``path`` None: skipped),
+    every one even when an earlier one fails; Ctrl-C waits.  Returns the written paths; raises
+    one OutputError naming every failure and where its content went."""
+    written, errors = [], []
+    with deferred_sigint():
+        for path, text, what in jobs:
+            if not path:
+                continue
+            try:
+                written.append(write_or_fallback(path, lambda tmp, t=text: Path(tmp).write_text(t), what=what))
+            except OutputError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise OutputError("; ".join(errors))
+    return written
+
+
 # ---------------------------------------------------------------------------- Ctrl-C
 @contextlib.contextmanager
 def deferred_sigint():

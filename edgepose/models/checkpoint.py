@@ -143,7 +143,7 @@ def load_checkpoint(model, path, strict: bool = True) -> dict:
 def save_checkpoint(model_or_state_dict, path, fmt: str = "centernet", epoch: int = 0, optimizer=None):
     """Save in an official wrapper: ``centernet`` ({epoch, state_dict[, optimizer]}),
     ``alphapose`` (bare state_dict) or ``cornernet`` (bare, keys prefixed ``module.``)."""
-    torch = _torch()
+    _torch()  # a clear DependencyError when torch is missing
     state = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
     state = {k: v.detach().cpu() for k, v in state.items()}
     if fmt == "centernet":
