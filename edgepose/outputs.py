@@ -198,7 +198,10 @@ def staged_dir(final_dir, option: str = "--out"):
     caller writes its set there (every write must replace files, as atomic_path does) and on
     success the folder is swapped into place.  On any failure or Ctrl-C the stage is removed
     and ``final_dir`` is as it was (or absent when it did not exist)."""
-    final = Path(final_dir).absolute()
+    final = Path(os.path.abspath(final_dir))
+    if Path.cwd() == final or final in Path.cwd().parents:
+        raise UsageError(f"{option} {final_dir}: give the set a folder of its own (e.g. {option} build/), "
+                         "not the current folder or one above it; it is replaced as a whole")
     check_writable(final, option, is_dir=True)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +216,8 @@ def staged_dir(final_dir, option: str = "--out"):
             yield stage
         except OSError as exc:
             raise output_error(exc, final) from None
+        except OutputError as exc:  # name the user's folder, not the hidden stage
+            raise OutputError(str(exc).replace(str(stage), str(final))) from None
         with deferred_sigint():
             _swap_into_place(stage, final)
     except BaseException:

@@ -17,6 +17,7 @@ from edgepose.errors import ExportError, UsageError
 from edgepose.export.verify import compare_outputs, format_errors
 from edgepose.io_utils import atomic_path
 from edgepose.metadata import ModelMeta, attach_metadata
+from edgepose.outputs import check_outputs, check_writable
 
 FP32_TOLERANCE = 1e-4  # max abs error / max |torch output|, per output
 
@@ -112,6 +113,10 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
         raise UsageError(f"opset {opset} is too old: edgepose exports opset >= 17 (19 with DeformConv)")
     if _uses_deform_conv(model) and opset < 19:
         raise UsageError("this model has deformable convolutions, which ONNX has from opset 19: use --opset 19")
+    if isinstance(weights, (str, Path)) and str(weights) != "random":
+        check_outputs({"--weights": weights}, {"--out": out_path})
+    else:
+        check_writable(out_path, "--out")  # a read-only or missing folder fails before the export
 
     net, output_names = model, None
     if decode:

@@ -91,6 +91,10 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
     from edgepose.io_utils import atomic_torch_save
     from edgepose.train.coco_data import collate
 
+    if out is not None:
+        from edgepose.outputs import check_writable
+
+        check_writable(out, "--out")  # before the first epoch, not after it
     torch.manual_seed(seed)
     n = len(dataset)
     if n == 0:
