@@ -177,6 +177,33 @@ def deferred_sigint():
         signal.signal(signal.SIGINT, previous)
 
 
+class interrupt_once:  # noqa: N801 -- used as a context manager, like contextlib's
+    """Within the block the first Ctrl-C raises KeyboardInterrupt as usual; once ``stopping``
+    is set (by that first one, or by the caller when it starts finishing) further Ctrl-Cs are
+    logged and ignored, so the code that writes the outputs runs to its end.  Only where
+    Python's default SIGINT handler is in place, in the main thread."""
+
+    def __enter__(self):
+        self.stopping = False
+        self._previous = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum, frame):
+        if self.stopping:
+            log.warning("edgepose: still writing the outputs; they will be complete in a moment")
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 # ---------------------------------------------------------------------------- a set of files
 def _link_or_copy(src: Path, dst: Path):
     if src.is_dir():

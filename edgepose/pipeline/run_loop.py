@@ -19,7 +19,7 @@ from pathlib import Path
 
 from edgepose.errors import UsageError
 from edgepose.eval.timing import StageTimer, format_latency_table
-from edgepose.outputs import deferred_sigint
+from edgepose.outputs import deferred_sigint, interrupt_once
 
 log = logging.getLogger("edgepose")
 
@@ -215,7 +215,6 @@ def _finish_outputs(summary, video, json_path, records, ok: bool):
     """Write every output that has work in it, each on its own: a broken video never costs the
     JSON.  Ctrl-C is held meanwhile.  Raises the first OutputError after all were tried."""
     from edgepose.errors import OutputError
-    from edgepose.outputs import deferred_sigint
 
     errors = []
     with deferred_sigint():
@@ -244,8 +243,6 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
     Returns a :class:`RunSummary`; outputs hold every processed frame even after Ctrl-C or
     a stream that stopped early.
     """
-    from edgepose.pipeline.visualize import draw_poses
-
     summary = RunSummary()
     timer = StageTimer()
     records = []
@@ -262,40 +259,21 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
 
         bar = tqdm(total=source.total, unit="frame", desc=Path(str(source.description)).name or "frames",
                    dynamic_ncols=True, leave=True)
-    live_fps = None
     start = time.perf_counter()
     ok = False
-    try:
+    with interrupt_once() as guard:  # a second Ctrl-C never cuts the writing of the outputs
         try:
-            for frame_id, frame, name in source:
-                t0 = time.perf_counter()
-                result = pipeline(frame)
-                if video is not None or show:
-                    overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
-                    if video is not None:
-                        video.write(overlay)
-                    if show and _show(overlay):
-                        source.stop()
-                if json_path:
-                    records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
-                timer.merge_frame(result.timings)
-                summary.frames_processed += 1
-                summary.persons += len(result)
-                if on_result is not None:
-                    on_result(frame_id, name, frame, result)
-                dt = time.perf_counter() - t0
-                live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
-                if max_frames is not None and summary.frames_processed >= max_frames:
-                    source.stop()
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            log.warning("edgepose: interrupted; writing the %d frames processed so far", summary.frames_processed)
-        ok = True
-    finally:
-        with deferred_sigint():
+            try:
+                _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar,
+                                kp_threshold, max_frames, on_result)
+            except KeyboardInterrupt:
+                guard.stopping = True
+                summary.interrupted = True
+                log.warning("edgepose: interrupted; writing the %d frames processed so far",
+                            summary.frames_processed)
+            ok = True
+        finally:
+            guard.stopping = True
             summary.wall_s = time.perf_counter() - start
             if bar is not None:
                 bar.close()
@@ -309,6 +287,36 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
                 if show:
                     _close_windows()
     return summary
+
+
+def _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar, kp_threshold,
+                    max_frames, on_result):
+    from edgepose.pipeline.visualize import draw_poses
+
+    live_fps = None
+    for frame_id, frame, name in source:
+        t0 = time.perf_counter()
+        result = pipeline(frame)
+        if video is not None or show:
+            overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
+            if video is not None:
+                video.write(overlay)
+            if show and _show(overlay):
+                source.stop()
+        if json_path:
+            records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+        timer.merge_frame(result.timings)
+        summary.frames_processed += 1
+        summary.persons += len(result)
+        if on_result is not None:
+            on_result(frame_id, name, frame, result)
+        dt = time.perf_counter() - t0
+        live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
+        if max_frames is not None and summary.frames_processed >= max_frames:
+            source.stop()
 
 
 def _check_gui():
