@@ -185,6 +185,8 @@ class interrupt_once:  # noqa: N801 -- used as a context manager, like contextli
 
     def __enter__(self):
         self.stopping = False
+        self._holding = False
+        self._pending = False
         self._previous = None
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
@@ -195,8 +197,24 @@ class interrupt_once:  # noqa: N801 -- used as a context manager, like contextli
         if self.stopping:
             log.warning("edgepose: still writing the outputs; they will be complete in a moment")
             return
+        if self._holding:
+            self._pending = True
+            return
         self.stopping = True
         raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def hold(self):
+        """A step that must not be cut in two (one frame into the video and its counters):
+        a Ctrl-C meanwhile is raised when the step is complete."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending and not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc_info):
         if self._previous is not None:

@@ -265,7 +265,7 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
         try:
             try:
                 _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar,
-                                kp_threshold, max_frames, on_result)
+                                kp_threshold, max_frames, on_result, guard)
             except KeyboardInterrupt:
                 guard.stopping = True
                 summary.interrupted = True
@@ -290,24 +290,25 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
 
 
 def _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar, kp_threshold,
-                    max_frames, on_result):
+                    max_frames, on_result, guard):
     from edgepose.pipeline.visualize import draw_poses
 
     live_fps = None
     for frame_id, frame, name in source:
         t0 = time.perf_counter()
         result = pipeline(frame)
-        if video is not None or show:
-            overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
+        overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold) \
+            if video is not None or show else None
+        with guard.hold():  # a frame is in the video, the JSON and the counts, or in none of them
             if video is not None:
                 video.write(overlay)
-            if show and _show(overlay):
-                source.stop()
-        if json_path:
-            records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
-        timer.merge_frame(result.timings)
-        summary.frames_processed += 1
-        summary.persons += len(result)
+            if json_path:
+                records.extend(result.to_coco(image_id_for(frame_id, name, source.kind)))
+            timer.merge_frame(result.timings)
+            summary.frames_processed += 1
+            summary.persons += len(result)
+        if show and _show(overlay):
+            source.stop()
         if on_result is not None:
             on_result(frame_id, name, frame, result)
         dt = time.perf_counter() - t0
