@@ -346,7 +346,8 @@ def test_ctrl_c_in_run_writes_valid_outputs_then_exits_130(models, tmp_path):
     out_json, out_video = tmp_path / "res.json", tmp_path / "overlay.avi"
     proc = subprocess.Popen([*CLI, "run", "--det", str(models["det"]), "--pose", str(models["pose"]), "--source",
                              str(clip), "--json", str(out_json), "--save", str(out_video), "--no-progress",
-                             "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--threads", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if we ignore it
     partial = tmp_path / ".overlay.partial.avi"
     deadline = time.time() + 120
     while not (partial.exists() and partial.stat().st_size > 20000) and time.time() < deadline:
