@@ -45,24 +45,28 @@ def _fill(folder):
             pass
 
 
-def _no_file_writes():
+FSIZE_LIMIT = 32 * 1024  # bytes per file where no tmpfs can be mounted; every output tested here is larger
+
+
+def _limit_file_size():
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FSIZE_LIMIT, FSIZE_LIMIT))
 
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """(folder, preexec_fn): the folder's file system has no free byte."""
+    """(folder, preexec_fn): the folder's file system has no free byte.  EDGEPOSE_TEST_FSIZE=1
+    forces the file-size-limit variant (what a machine without mount gets)."""
     folder = tmp_path / "full"
     folder.mkdir()
-    if _mount(folder, "size=64k"):
+    if not os.environ.get("EDGEPOSE_TEST_FSIZE") and _mount(folder, "size=64k"):
         try:
             _fill(folder)
             yield folder, None
         finally:
             _umount(folder)
     else:
-        yield folder, _no_file_writes
+        yield folder, _limit_file_size
 
 
 @pytest.fixture
@@ -130,10 +134,10 @@ def dataset(tmp_path_factory):
 # ---------------------------------------------------------------------------- run --save / --json
 def test_save_on_a_full_disk_fails_and_leaves_no_video(models, tmp_path, full_disk):
     folder, preexec = full_disk
-    clip = _write_video(tmp_path / "clip.avi", 12)
+    clip = _write_video(tmp_path / "clip.avi", 40)
     before = {p.name for p in folder.iterdir()}
     out_json = tmp_path / "res.json"
-    json_arg = () if preexec else ("--json", out_json)  # under a file-size limit no file can be written
+    json_arg = () if preexec else ("--json", out_json)  # a file-size limit would cut the JSON too
     proc = _cli("run", "--det", models["det"], "--pose", models["pose"], "--source", clip, "--save",
                 folder / "o.avi", *json_arg, "--no-progress", preexec=preexec)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -147,6 +151,8 @@ def test_save_on_a_full_disk_fails_and_leaves_no_video(models, tmp_path, full_di
 
 def test_json_on_a_full_disk_is_kept_in_a_named_file(models, tmp_path, full_disk):
     folder, preexec = full_disk
+    if preexec is not None:
+        pytest.skip("needs a full tmpfs beside a healthy temp folder (root with mount)")
     images = _image_folder(tmp_path / "imgs", n=3)
     spare = tmp_path / "spare"
     spare.mkdir()
@@ -159,12 +165,9 @@ def test_json_on_a_full_disk_is_kept_in_a_named_file(models, tmp_path, full_disk
     line = _error_line(proc)
     assert str(folder / "r.json") in line and ("No space" in line or "too large" in line)
     assert not (folder / "r.json").exists() and not any(p.name.startswith(".r.json") for p in folder.iterdir())
-    kept = list(spare.glob("edgepose-r-*.json"))
-    if preexec is None:  # the fallback folder is on another (healthy) disk
-        assert len(kept) == 1 and str(kept[0]) in line
-        assert json.loads(kept[0].read_text()) == json.loads((tmp_path / "ok.json").read_text())
-    else:  # the process cannot write any file: the message says the results could not be kept
-        assert "either" in line
+    kept = list(spare.glob("edgepose-r-*.json"))  # the fallback folder is on another (healthy) disk
+    assert len(kept) == 1 and str(kept[0]) in line
+    assert json.loads(kept[0].read_text()) == json.loads((tmp_path / "ok.json").read_text())
 
 
 def test_eval_results_on_a_full_disk_are_kept(models, dataset, tmp_path, full_disk):
@@ -200,7 +203,7 @@ def _commands(models, tiny, dataset, tmp_path, out):
                   out / "b"),
         "train": (["train", "pose", "--data", ann.parent, "--out", out / "p.pth", "--epochs", "1", "--batch-size",
                    "2", "--no-progress"], out / "p.pth"),
-        "data synth": (["data", "synth", "--out", out / "s", "--images", "2", "--size", "64x64"], out / "s"),
+        "data synth": (["data", "synth", "--out", out / "s", "--images", "40", "--size", "64x64"], out / "s"),
     }
 
 
@@ -221,6 +224,8 @@ def test_read_only_output_is_refused_before_any_work(command, models, tiny, data
 @pytest.mark.parametrize("command", ["export", "build", "train", "data synth"])
 def test_full_disk_is_one_line_naming_the_path(command, models, tiny, dataset, tmp_path, full_disk):
     folder, preexec = full_disk
+    if preexec is not None and command == "export":
+        pytest.skip("a file-size limit also stops torch.onnx.export's temporary file; needs a full tmpfs")
     args, target = _commands(models, tiny, dataset, tmp_path, folder)[command]
     before = {p.name for p in folder.iterdir()}
     proc = _cli(*args, preexec=preexec)
