@@ -239,7 +239,7 @@ def test_full_disk_is_one_line_naming_the_path(command, models, tiny, dataset, t
 
 
 # ---------------------------------------------------------------------------- build as a set
-def _build(args, monkeypatch=None):
+def _build(args):
     from click.testing import CliRunner
 
     from edgepose.cli import main

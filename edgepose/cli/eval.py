@@ -29,7 +29,12 @@ from edgepose.cli import main
 @click.option("--no-progress", is_flag=True)
 def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit, score_threshold, max_persons,
              threads, no_progress):
-    """Print AP, AP50, AP75, APm, APl for person boxes and keypoints (OKS)."""
+    """Print AP, AP50, AP75, APm, APl for person boxes and keypoints (OKS).
+
+    --json/--results are checked before any work (not an input, writable folder); when one
+    cannot be written at the end (disk full) its content goes to a named file in the temp
+    folder and the command exits 1 saying where.
+    """
     from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics
     from edgepose.eval.timing import format_latency_table
     from edgepose.outputs import check_outputs, write_each

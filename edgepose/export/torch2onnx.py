@@ -149,6 +149,10 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
                 torch.onnx.export(net, (example,), str(raw_path), input_names=[input_name],
                                   output_names=output_names, opset_version=opset,
                                   dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        except OSError as exc:  # the temporary folder is full or read-only: say so, not "export failed"
+            from edgepose.outputs import output_error
+
+            raise output_error(exc, f"the temporary export file in {tmp} (set TMPDIR to another disk)") from None
         except Exception as exc:  # the exporter raises many kinds
             raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
         proto = onnx.load(str(raw_path))
