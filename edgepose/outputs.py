@@ -243,7 +243,7 @@ def staged_dir(final_dir, option: str = "--out"):
     caller writes its set there (every write must replace files, as atomic_path does) and on
     success the folder is swapped into place.  On any failure or Ctrl-C the stage is removed
     and ``final_dir`` is as it was (or absent when it did not exist)."""
-    final = Path(os.path.abspath(final_dir))
+    final = Path(os.path.realpath(final_dir))  # a symlinked folder: stage and swap beside its target
     if Path.cwd() == final or final in Path.cwd().parents:
         raise UsageError(f"{option} {final_dir}: give the set a folder of its own (e.g. {option} build/), "
                          "not the current folder or one above it; it is replaced as a whole")
@@ -251,6 +251,7 @@ def staged_dir(final_dir, option: str = "--out"):
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+        os.chmod(stage, _folder_mode(final))  # mkdtemp makes 0700; keep the folder's or the umask's
     except OSError as exc:
         raise output_error(exc, final) from None
     try:
@@ -268,6 +269,14 @@ def staged_dir(final_dir, option: str = "--out"):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def _folder_mode(final: Path) -> int:
+    if final.is_dir():
+        return final.stat().st_mode & 0o7777
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
 
 
 def _swap_into_place(stage: Path, final: Path):

@@ -320,8 +320,10 @@ def test_build_without_tensorrt_replaces_the_set_and_drops_its_stale_engine(tiny
     out, before = old_set
     det, pose = _other_models(tiny, tmp_path)
     (out / "notes.txt").write_text("the user's own file")
+    out.chmod(0o750)
     res = _build(["--fp16", "--det", det, "--pose", pose, "--out", out, "--quiet"])
     assert res.exit_code == 0, res.output
+    assert out.stat().st_mode & 0o777 == 0o750  # the swapped-in folder keeps the folder's mode
     assert "no TensorRT engine built:" in res.output  # TensorRT is absent here: a note, exit 0
     after = _tree(out)
     assert sorted(after) == ["det.fp16.onnx", "notes.txt", "pose.fp16.onnx", "report.json"]
