@@ -89,9 +89,9 @@ def build_engines(report: dict, out_dir, **trt_options) -> tuple:
     force, ...).  Returns ``(engine paths, None)``, or ``([], reason)`` when TensorRT, its
     Python bindings or a GPU are absent.  A build that fails for any other reason raises
     EngineError carrying TensorRT's message: it is not a success."""
-    from edgepose.backends.tensorrt_build import onnx2engine, tensorrt_status
     from edgepose.errors import EdgeposeError, EngineError
 
+    tensorrt_status, onnx2engine = _tensorrt_api()
     ok, why = tensorrt_status()  # TensorRT missing / wrong version, no cuda-python, no GPU
     if not ok:
         return [], why
@@ -108,3 +108,13 @@ def build_engines(report: dict, out_dir, **trt_options) -> tuple:
             raise EngineError(f"TensorRT engine for {Path(onnx_name).name} failed: {type(exc).__name__}: {exc}") \
                 from None
     return engines, None
+
+
+def _tensorrt_api():
+    """``(tensorrt_status, onnx2engine)`` of the TensorRT backend (both layouts of the package)."""
+    try:
+        from edgepose.backends.trt.build import onnx2engine
+        from edgepose.backends.trt.version import tensorrt_status
+    except ImportError:
+        from edgepose.backends.tensorrt_build import onnx2engine, tensorrt_status
+    return tensorrt_status, onnx2engine
