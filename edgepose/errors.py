@@ -57,3 +57,8 @@ class EngineError(EdgeposeError):
 
 class NoGPUError(DependencyError):
     """No usable CUDA GPU here (no device, no driver): the TensorRT backend cannot run, ONNX Runtime can."""
+
+
+class OutputError(EdgeposeError):
+    """An output cannot be written (read-only folder, full disk, unreadable result).  The
+    message names the path, the cause and where any finished results were kept instead."""

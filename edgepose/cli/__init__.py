@@ -16,7 +16,7 @@ from edgepose.errors import EdgeposeError
 
 
 class _Group(click.Group):
-    """Turns EdgeposeError into one line on stderr and its exit code (no traceback)."""
+    """Turns EdgeposeError (and a stray OSError) into one line on stderr and its exit code."""
 
     def invoke(self, ctx):
         try:
@@ -24,6 +24,11 @@ class _Group(click.Group):
         except EdgeposeError as exc:
             click.echo(f"edgepose: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a file or folder the library did not name itself: still one line
+            from edgepose.outputs import describe_os_error
+
+            click.echo(f"edgepose: error: {describe_os_error(exc)}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -46,9 +46,13 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
     show the pipeline working but will not find real people reliably. For real models: edgepose
     export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx (likewise
     fastpose_res50), then --det/--pose.
+
+    The set is written into a hidden sibling folder and moved into place at the end: a failure
+    or Ctrl-C leaves the previous set as it was.  Without TensorRT or a GPU it says why no
+    engine was built and exits 0; an engine build that fails exits non-zero with TensorRT's error.
     """
     from edgepose.errors import UsageError
-    from edgepose.quant.build import build_engines, build_precision
+    from edgepose.quant.build import build_precision
 
     if precision is None:
         raise UsageError("say which precision to build: --int8 or --fp16")
@@ -64,10 +68,11 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
         logging.basicConfig()
         logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)
     say_builtin_models(det is None, pose is None)
+    engine_options = {"workspace_mb": workspace, "dla_core": dla, "pose_batch": batch_profile, "force": force}
     report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
                              max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
                              calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,
-                             measure=measure, threads=threads, det_threshold=det_threshold)
+                             measure=measure, threads=threads, det_threshold=det_threshold, engines=engine_options)
     for role, path in report["outputs"].items():
         entry = report["models"].get(role, {})
         extra = ""
@@ -85,9 +90,7 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
             ap["fp32"]["bbox_AP"], ap["fp32"]["keypoints_AP"], precision,
             ap[precision]["bbox_AP"], ap[precision]["keypoints_AP"]))
     click.echo(f"report: {report['report']}")
-    engines, reason = build_engines(report, out_dir, workspace_mb=workspace, dla_core=dla,
-                                    pose_batch=batch_profile, force=force)
-    if reason:
-        click.echo(f"no TensorRT engine built: {reason}")
-    for engine in engines:
+    if report.get("engine_note"):  # TensorRT or a GPU absent; a failed engine build raised instead
+        click.echo(f"no TensorRT engine built: {report['engine_note']}")
+    for engine in report.get("engines", []):
         click.echo(f"engine: {engine}")

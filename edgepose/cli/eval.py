@@ -36,12 +36,18 @@ def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit
     show the pipeline working but will not find real people reliably. For real models: edgepose
     export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx (likewise
     fastpose_res50), then --det/--pose.
+
+    --json/--results are checked before any work (not an input, writable folder); when one
+    cannot be written at the end (disk full) its content goes to a named file in the temp
+    folder and the command exits 1 saying where.
     """
     from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics
     from edgepose.eval.timing import format_latency_table
-    from edgepose.io_utils import atomic_path
+    from edgepose.outputs import check_outputs, write_each
     from edgepose.pipeline.pipeline import Pipeline
 
+    check_outputs({"--ann": ann, "--images": images_dir, "--det": det, "--pose": pose},
+                  {"--json": json_path, "--results": results_path})
     if det is None or pose is None:
         from edgepose.models.defaults import default_model_paths
 
@@ -59,11 +65,6 @@ def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit
     click.echo(format_metrics(metrics))
     if stats:
         click.echo(format_latency_table(stats, fps=metrics.get("fps")))
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(metrics, indent=2))
-        click.echo(f"metrics: {json_path}")
-    if results_path:
-        with atomic_path(results_path) as tmp:
-            tmp.write_text(json.dumps(results))
-        click.echo(f"results: {results_path}")
+    for path in write_each([(json_path, json.dumps(metrics, indent=2), "metrics"),
+                            (results_path, json.dumps(results), "detections")]):
+        click.echo(f"{'metrics' if path == json_path else 'results'}: {path}")

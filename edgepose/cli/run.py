@@ -1,12 +1,15 @@
 """`edgepose run`: detect people, estimate 17 keypoints, draw / save / write COCO JSON."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from edgepose.cli import main
 from edgepose.cli._options import parse_hw
 from edgepose.cli._defaults import say_builtin_models
 from edgepose.errors import CheckpointError, DependencyError, UsageError
+from edgepose.outputs import check_outputs
 
 _ROLES = ("det", "pose")
 
@@ -132,7 +135,9 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
 
     At the end it prints the per-stage latency table (mean, p50, p90, p99 in ms), the FPS and
     how many frames were read and skipped.  Ctrl-C or a stream that stops keeps what was
-    processed: the JSON and the video are still written.
+    processed: the JSON and the video are still written (Ctrl-C then exits 130).  Outputs
+    are checked before any work; a video that does not play back is an error, and JSON that
+    cannot be written goes to a named file in the temp folder.
     """
     from edgepose.data.sources import open_source
     from edgepose.pipeline.pipeline import Pipeline
@@ -143,6 +148,7 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
     if (det is None) != (pose is None):
         raise UsageError("pass both --det and --pose, or neither to use the built-in models")
     overrides = _parse_overrides(input_sizes, means, stds)
+    check_outputs({"--source": source, "--det": det, "--pose": pose}, {"--save": save, "--json": json_path})
     src = open_source(camera=camera, source=source)  # fail fast on a bad camera/file
     if triton:
         return _run_on_triton(triton, det, src, dict(show=show, save=save, json_path=json_path,
@@ -162,3 +168,5 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
     summary = run_source(pipe, src, show=show, save=save, json_path=json_path, progress=not no_progress,
                          kp_threshold=kp_threshold, max_frames=max_frames)
     click.echo(summary.report())
+    if summary.interrupted:
+        sys.exit(130)  # Ctrl-C: the outputs above hold every processed frame

@@ -79,6 +79,18 @@ def _image_rng(seed, index):
     return np.random.default_rng([int(seed), int(index)])
 
 
+def _write_jpeg(path: Path, img, quality: int):
+    """Encode in memory, write whole (a full disk is a one-line OutputError, not a cut file)."""
+    from edgepose.io_utils import atomic_path
+
+    ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode {path.name} as JPEG")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data.tobytes())
+
+
 def generate_dataset(out_dir, num_images, seed, image_size=(256, 256), max_people=4, progress=True,
                      jpeg_quality=95):
     """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``; returns the JSON path.
@@ -88,16 +100,21 @@ def generate_dataset(out_dir, num_images, seed, image_size=(256, 256), max_peopl
     from tqdm import tqdm
 
     from edgepose.io_utils import atomic_path
+    from edgepose.outputs import check_writable, output_error
 
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    check_writable(out, "--out", is_dir=True)
+    try:
+        (out / "images").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out / "images") from None
     images, annotations = [], []
     H, W = (int(v) for v in image_size)
     for i in tqdm(range(int(num_images)), desc="synth images", unit="img", disable=not progress):
         rng = _image_rng(seed, i)
         img, people = render_scene(rng, (H, W), max_people=max_people)
         name = f"{i:06d}.jpg"
-        cv2.imwrite(str(out / "images" / name), img, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        _write_jpeg(out / "images" / name, img, jpeg_quality)
         image_id = i + 1
         images.append({"id": image_id, "file_name": name, "height": H, "width": W})
         for p in people:

@@ -18,6 +18,7 @@ from edgepose.compare import compare_outputs, format_errors
 from edgepose.io_utils import atomic_path
 from edgepose.metadata import ModelMeta, attach_metadata
 from edgepose.tasks import task_spec
+from edgepose.outputs import check_outputs, check_writable
 
 FP32_TOLERANCE = 1e-4  # max abs error / max |torch output|, per output
 
@@ -107,6 +108,10 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     if h % multiple or w % multiple:
         raise UsageError(f"{meta.model} ({meta.task}) input size must be a multiple of {multiple}, got {h}x{w}")
     opset = _check_opset(model, opset)
+    if isinstance(weights, (str, Path)) and str(weights) != "random":
+        check_outputs({"--weights": weights}, {"--out": out_path})
+    else:
+        check_writable(out_path, "--out")  # a read-only or missing folder fails before the export
 
     net, output_names = model, None
     if decode:
@@ -171,6 +176,10 @@ def _run_exporter(net, example, meta, batch, plugins):
                 torch.onnx.export(net, (example,), str(raw_path), input_names=[input_name],
                                   output_names=output_names, opset_version=meta.opset,
                                   dynamic_axes=dynamic_axes, dynamo=False, do_constant_folding=True)
+        except OSError as exc:  # the temporary folder is full or read-only: say so, not "export failed"
+            from edgepose.outputs import output_error
+
+            raise output_error(exc, f"the temporary export file in {tmp} (set TMPDIR to another disk)") from None
         except Exception as exc:  # the exporter raises many kinds
             raise ExportError(f"torch.onnx.export failed for {meta.model}: {exc}") from exc
         return onnx.load(str(raw_path))

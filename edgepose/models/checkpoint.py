@@ -18,7 +18,7 @@ import pickle
 from pathlib import Path
 
 from edgepose.errors import CheckpointError
-from edgepose.io_utils import atomic_path
+from edgepose.io_utils import atomic_torch_save
 
 _SHOW = 5  # keys listed per category in error messages
 _NBT = "num_batches_tracked"
@@ -206,7 +206,7 @@ def load_checkpoint(model, path, strict: bool = True) -> dict:
 def save_checkpoint(model_or_state_dict, path, fmt: str = "centernet", epoch: int = 0, optimizer=None):
     """Save in an official wrapper: ``centernet`` ({epoch, state_dict[, optimizer]}),
     ``alphapose`` (bare state_dict) or ``cornernet`` (bare, keys prefixed ``module.``)."""
-    torch = _torch()
+    _torch()  # a clear DependencyError when torch is missing
     state = model_or_state_dict.state_dict() if hasattr(model_or_state_dict, "state_dict") else model_or_state_dict
     state = {k: v.detach().cpu() for k, v in state.items()}
     if fmt == "centernet":
@@ -219,6 +219,4 @@ def save_checkpoint(model_or_state_dict, path, fmt: str = "centernet", epoch: in
         obj = {f"module.{k}": v for k, v in state.items()}
     else:
         raise CheckpointError(f"unknown checkpoint format {fmt!r}; use centernet, alphapose or cornernet")
-    with atomic_path(path) as tmp:
-        torch.save(obj, str(tmp))
-    return Path(path)
+    return atomic_torch_save(obj, path)

@@ -1,9 +1,12 @@
 """The frame loop behind ``edgepose run``: source -> pipeline -> overlay / video / COCO JSON.
 
 :func:`run_source` never loses work: when the stream ends early, a frame cannot be read or
-the user presses Ctrl-C, the JSON and the video hold every frame processed so far.  The
-video is written to a hidden temporary file beside the target and renamed at the end; the
-JSON is written through :func:`edgepose.io_utils.atomic_path`.
+the user presses Ctrl-C, the JSON and the video hold every frame processed so far.  Both
+outputs are checked before the first frame (:func:`edgepose.outputs.check_writable`).  The
+video is written to a hidden temporary file beside the target, checked to play back with
+every frame and renamed at the end; the JSON is written through
+:func:`edgepose.outputs.write_or_fallback` (a named file in the temp folder when the target
+cannot be written).  A second Ctrl-C while they are written is held until they are whole.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from edgepose.errors import UsageError
 from edgepose.eval.timing import StageTimer, format_latency_table
 from edgepose.io_checks import video_writer_error
 from edgepose.pipeline.caps import warn_caps
+from edgepose.outputs import deferred_sigint, interrupt_once
 
 log = logging.getLogger("edgepose")
 
@@ -82,14 +86,18 @@ def _image_id(source, frame_id, name) -> int:
 
 
 class _VideoOut:
-    """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`finish` renames it."""
+    """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`finish` checks that the
+    file plays back with every frame (a full disk makes OpenCV write a broken file silently)
+    and only then renames it into place."""
 
     def __init__(self, path, fps):
+        from edgepose.outputs import check_writable
+
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in _FOURCC:
             raise UsageError(f"--save {self.path}: unsupported video type; use .mp4 or .avi")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path, "--save")
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self.fps = float(fps) if fps else 25.0
         self.fourcc = _FOURCC[suffix]
@@ -100,8 +108,15 @@ class _VideoOut:
         import cv2
 
         if self.writer is None:
+            from edgepose.outputs import output_error
+
             h, w = image.shape[:2]
             self.size = (w, h)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise output_error(exc, self.path) from None
+            self._quiet = _QuietOpenCV()  # a full disk is reported once by finish(), not per frame
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
             if not self.writer.isOpened():
                 self.writer = None
@@ -112,28 +127,118 @@ class _VideoOut:
         self.frames += 1
 
     def finish(self) -> str | None:
+        """Release, verify, rename; OutputError (and no file at ``path``) when it is broken."""
+        from edgepose.errors import OutputError
+
         if self.writer is None:
             return None
         self.writer.release()
         self.writer = None
-        os.replace(self.tmp, self.path)
+        self._quiet.restore()
+        readable = _readable_frames(self.tmp, self.frames)
+        if readable != self.frames:
+            self.abort()
+            raise OutputError(f"cannot write video {self.path}: the encoder wrote a broken file "
+                              f"({readable} of {self.frames} frames readable; {_space_note(self.path)}); "
+                              "no video was saved")
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            from edgepose.outputs import output_error
+
+            self.abort()
+            raise output_error(exc, self.path) from None
         return str(self.path)
 
     def abort(self):
         if self.writer is not None:
             self.writer.release()
             self.writer = None
+            self._quiet.restore()
         if self.tmp.exists():
             self.tmp.unlink()
 
 
-def _write_json(path, records):
-    from edgepose.io_utils import atomic_path
+class _QuietOpenCV:
+    """OpenCV's per-frame "Failed to write frame" warnings off while the video is written."""
 
-    with atomic_path(path) as tmp:
+    def __init__(self):
+        from cv2.utils import logging as cv_logging
+
+        self._api = cv_logging
+        self._level = cv_logging.getLogLevel()
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+
+    def restore(self):
+        if self._level is not None:
+            self._api.setLogLevel(self._level)
+            self._level = None
+
+
+def _readable_frames(path, expected: int) -> int:
+    """How many of ``expected`` frames the file plays back: the container's frame count, and
+    the first and last frames must decode (a cut file has no index or no last frame)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return 0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count != expected:
+            return max(count, 0)
+        ok_first, _ = cap.read()
+        if expected > 1:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, expected - 1)
+            ok_last, _ = cap.read()
+        else:
+            ok_last = ok_first
+        return expected if ok_first and ok_last else (1 if ok_first else 0)
+    finally:
+        cap.release()
+
+
+def _space_note(path) -> str:
+    import shutil
+
+    try:
+        free = shutil.disk_usage(Path(path).absolute().parent).free
+    except OSError:
+        return "the folder cannot be read"
+    return "the disk is full" if free < (1 << 20) else f"{free / 2**20:.0f} MiB free"
+
+
+def _write_json(path, records):
+    from edgepose.outputs import write_or_fallback
+
+    def dump(tmp):
         with open(tmp, "w") as fh:
             json.dump(records, fh)
-    return str(path)
+
+    return write_or_fallback(path, dump, what=f"results of {len(records)} detections")
+
+
+def _finish_outputs(summary, video, json_path, records, ok: bool):
+    """Write every output that has work in it, each on its own: a broken video never costs the
+    JSON.  Ctrl-C is held meanwhile.  Raises the first OutputError after all were tried."""
+    from edgepose.errors import OutputError
+
+    errors = []
+    with deferred_sigint():
+        if video is not None:
+            try:
+                summary.video_path = video.finish() if (ok or video.frames) else video.abort()
+            except OutputError as exc:
+                errors.append(exc)
+        if json_path and (ok or records):
+            try:
+                summary.json_path = _write_json(json_path, records)
+            except OutputError as exc:
+                errors.append(exc)
+    if len(errors) > 1:
+        raise OutputError("; ".join(str(e) for e in errors))
+    if errors:
+        raise errors[0]
 
 
 def run_source(pipeline, source, show: bool = False, save=None, json_path=None, progress: bool = True,
@@ -145,11 +250,13 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
     Returns a :class:`RunSummary`; outputs hold every processed frame even after Ctrl-C or
     a stream that stopped early.
     """
-    from edgepose.pipeline.visualize import draw_poses
-
     summary = RunSummary()
     timer = StageTimer()
     records = []
+    if json_path:
+        from edgepose.outputs import check_writable
+
+        check_writable(json_path, "--json")
     video = _VideoOut(save, source.fps) if save else None
     if show:
         _check_gui()
@@ -159,54 +266,66 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
 
         bar = tqdm(total=source.total, unit="frame", desc=Path(str(source.description)).name or "frames",
                    dynamic_ncols=True, leave=True)
-    live_fps = None
     start = time.perf_counter()
     ok = False
-    try:
+    with interrupt_once() as guard:  # a second Ctrl-C never cuts the writing of the outputs
         try:
-            for frame_id, frame, name in source:
-                t0 = time.perf_counter()
-                result = pipeline(frame)
-                if video is not None or show:
-                    overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold)
-                    if video is not None:
-                        video.write(overlay)
-                    if show and _show(overlay):
-                        source.stop()
-                if json_path:
-                    records.extend(result.to_coco(_image_id(source, frame_id, name)))
-                timer.merge_frame(result.timings)
-                summary.frames_processed += 1
-                summary.persons += len(result)
-                if on_result is not None:
-                    on_result(frame_id, name, frame, result)
-                dt = time.perf_counter() - t0
-                live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
-                if max_frames is not None and summary.frames_processed >= max_frames:
-                    source.stop()
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            log.warning("edgepose: interrupted; writing the %d frames processed so far", summary.frames_processed)
-        ok = True
-    finally:
-        summary.wall_s = time.perf_counter() - start
-        if bar is not None:
-            bar.close()
-        summary.frames_read = source.frames_read
-        summary.skipped = source.skipped
-        summary.stopped_early = bool(source.stopped_early)
-        summary.stats = timer.stats()
-        if video is not None:
-            summary.video_path = video.finish() if (ok or video.frames) else video.abort()
-        if json_path and (ok or records):
-            summary.json_path = _write_json(json_path, records)
-        if show:
-            _close_windows()
+            try:
+                _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar,
+                                kp_threshold, max_frames, on_result, guard)
+            except KeyboardInterrupt:
+                guard.stopping = True
+                summary.interrupted = True
+                log.warning("edgepose: interrupted; writing the %d frames processed so far",
+                            summary.frames_processed)
+            ok = True
+        finally:
+            guard.stopping = True
+            summary.wall_s = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+            summary.frames_read = source.frames_read
+            summary.skipped = source.skipped
+            summary.stopped_early = bool(source.stopped_early)
+            summary.stats = timer.stats()
+            try:
+                _finish_outputs(summary, video, json_path, records, ok)
+            finally:
+                if show:
+                    _close_windows()
     warn_caps(pipeline)
     return summary
+
+
+def _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar, kp_threshold,
+                    max_frames, on_result, guard):
+    from edgepose.pipeline.visualize import draw_poses
+
+    live_fps = None
+    for frame_id, frame, name in source:
+        t0 = time.perf_counter()
+        result = pipeline(frame)
+        overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold) \
+            if video is not None or show else None
+        with guard.hold():  # a frame is in the video, the JSON and the counts, or in none of them
+            if video is not None:
+                video.write(overlay)
+            if json_path:
+                records.extend(result.to_coco(_image_id(source, frame_id, name)))
+            timer.merge_frame(result.timings)
+            summary.frames_processed += 1
+            summary.persons += len(result)
+        if show and _show(overlay):
+            source.stop()
+        if on_result is not None:
+            on_result(frame_id, name, frame, result)
+        dt = time.perf_counter() - t0
+        live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
+        if max_frames is not None and summary.frames_processed >= max_frames:
+            source.stop()
 
 
 def _check_gui():

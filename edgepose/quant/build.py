@@ -12,7 +12,9 @@ INT8 flow:
    accuracy-budget search on the eval set (:mod:`edgepose.quant.sensitivity`);
 7. ``DIR/det.int8.onnx``, ``DIR/pose.int8.onnx`` and ``DIR/report.json`` (ranges summary,
    method, calibration-set SHA-256, layers kept in FP32, AP/FPS when measured, ONNX Runtime
-   QLinearConv counts) -- each written atomically.
+   QLinearConv counts), with the TensorRT engines when asked -- the whole set written into a
+   hidden sibling folder and swapped into place at the end, after every option and input was
+   checked (:mod:`edgepose.quant.build_checks`).
 """
 from __future__ import annotations
 
@@ -29,11 +31,11 @@ from edgepose.errors import UsageError
 from edgepose.onnx_graph import input_shape
 from edgepose.ort_session import create_session, run_feeds
 from edgepose.progress import say
-from edgepose.tasks import task_spec
+from edgepose.quant.build_checks import PRECISIONS, build_engines, check_build_args, drop_stale_engines
 
 log = logging.getLogger("edgepose")
 
-PRECISIONS = ("int8", "fp16")
+__all__ = ["PRECISIONS", "build_engines", "build_precision", "evaluate_files", "ort_latency_ms"]
 
 
 def _say(progress, text):
@@ -102,91 +104,67 @@ def _max_rel_err(path_a, path_b, feeds) -> dict:
     return {row.name: row.max_rel for row in rows}
 
 
-def _build_metadata(path, role):
-    """The edgepose metadata ``build`` needs; a bare ONNX gets advice that fits `build`
-    (which has no --input-size/--mean/--std: it needs the exported metadata)."""
-    from edgepose.errors import MetadataError
-    from edgepose.metadata import read_metadata
-
-    try:
-        return read_metadata(path)
-    except MetadataError as exc:
-        if "no edgepose metadata" not in str(exc):
-            raise
-        raise MetadataError(f"{path} has no edgepose metadata, which `edgepose build` needs (input size, "
-                            f"normalisation, heads); re-export the {role} model with `edgepose export MODEL "
-                            f"--weights FILE.pth --out {role}.onnx` and pass that") from None
-
-
 def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", calib=None,
                     calib_method: str = "entropy", max_ap_drop: float | None = None, out_dir="build",
                     cpu_rewrite: bool = False, progress: bool = True, calib_size: int = 64,
                     eval_ann=None, eval_images=None, eval_size: int = 200, measure: bool | None = None,
                     det_threshold: float = 0.1, held_out: float = 0.25, threads: int | None = 2,
-                    benchmark: bool = True, cache_dir=None) -> dict:
-    """Write ``DIR/det.<precision>.onnx``, ``DIR/pose.<precision>.onnx`` and ``DIR/report.json``;
-    return the report dict.
+                    benchmark: bool = True, cache_dir=None, engines: dict | None = None) -> dict:
+    """Write ``DIR/det.<precision>.onnx``, ``DIR/pose.<precision>.onnx`` and ``DIR/report.json``
+    (and, with ``engines``, the TensorRT engines); return the report dict.
 
     ``calib``: calibration source (folder, video, COCO json, ``synthetic[:N[:SEED]]``);
     INT8 only, default ``synthetic``.  ``max_ap_drop``: accuracy budget in AP points (INT8).
     ``eval_ann``/``eval_images``: the eval set for AP (default: a synthetic validation set of
     ``eval_size`` images, seed 1, disjoint from the calibration seed); AP is measured when
     ``measure`` is true or a budget is given.  ``det_threshold``: detector score for the
-    pose-calibration crops.  ``threads``: ORT CPU threads for timing/eval.
+    pose-calibration crops.  ``threads``: ORT CPU threads for timing/eval.  ``engines``:
+    options for :func:`build_engines` (workspace_mb, dla_core, pose_batch, force); where
+    TensorRT cannot be used the report says why (``engine_note``), a real build failure raises.
+
+    Every option and input is checked before anything is written.  The set is written into a
+    hidden sibling of ``DIR`` and swapped into place at the end (:func:`edgepose.outputs.staged_dir`):
+    a failure or Ctrl-C leaves the previous set untouched and no partial files.
     """
-    import onnx
+    from edgepose.outputs import staged_dir
+
+    det_onnx, pose_onnx, metas = check_build_args(det_onnx, pose_onnx, precision, calib, max_ap_drop, out_dir,
+                                                   calib_size, eval_ann, eval_images, eval_size, det_threshold,
+                                                   threads)
+    out_dir = Path(out_dir)
+    with staged_dir(out_dir) as stage:
+        report = _build_into(stage, out_dir, det_onnx, pose_onnx, metas, precision, calib, calib_method,
+                             max_ap_drop, cpu_rewrite, progress, calib_size, eval_ann, eval_images, eval_size,
+                             measure, det_threshold, held_out, threads, benchmark, cache_dir, engines)
+    report["report"] = str(out_dir / "report.json")
+    return report
+
+
+def _build_into(stage, out_dir, det_onnx, pose_onnx, metas, precision, calib, calib_method, max_ap_drop,
+                cpu_rewrite, progress, calib_size, eval_ann, eval_images, eval_size, measure, det_threshold,
+                held_out, threads, benchmark, cache_dir, engines) -> dict:
+    """The build proper, writing into ``stage``; paths in the report are the final ones."""
+    import shutil
 
     from edgepose.io_utils import atomic_path, sha256_file
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not 0.0 <= float(det_threshold) <= 1.0:
-        raise UsageError(f"--det-threshold must be in [0, 1] (a detector score), got {det_threshold}")
-    if max_ap_drop is not None and precision != "int8":
-        raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
-    from edgepose.models.defaults import resolve_models
-
-    det_onnx, pose_onnx = resolve_models(det_onnx, pose_onnx)
-    for path in (det_onnx, pose_onnx):
-        if not path.is_file():
-            raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metas = {"det": _build_metadata(det_onnx, "det"), "pose": _build_metadata(pose_onnx, "pose")}
-    if task_spec(metas["det"].task).host_decoder != "ctdet_decode":  # feeds use CenterNet preprocessing
-        raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
-    if task_spec(metas["pose"].task).role != "pose":
-        raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
     measure = bool(measure) or max_ap_drop is not None
     src = {"det": det_onnx, "pose": pose_onnx}
-    outs = {role: out_dir / f"{role}.{precision}.onnx" for role in src}
+    outs = {role: stage / f"{role}.{precision}.onnx" for role in src}
     report = {
         "precision": precision,
         "inputs": {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in src.items()},
-        "outputs": {role: str(p) for role, p in outs.items()},
+        "outputs": {role: str(out_dir / p.name) for role, p in outs.items()},
         "models": {},
     }
     work = Path(tempfile.mkdtemp(prefix="edgepose_build_"))
-    samples = None
     try:
         if precision == "fp16":
-            from edgepose.quant.calibration import det_feeds, load_calibration_images
-
-            from edgepose.quant.fp16 import convert_fp16
-
-            for role, path in src.items():
-                _, kept = convert_fp16(path, outs[role])
-                report["models"][role] = {"fp32_nodes": kept}
-            if calib is not None or measure:  # agreement on real inputs
-                images = load_calibration_images(calib or "synthetic", size=min(8, calib_size), progress=False,
-                                                 cache_dir=cache_dir or work)
-                feeds = det_feeds(images, det_onnx, metas["det"])
-                report["models"]["det"]["max_rel_err_vs_fp32"] = _max_rel_err(det_onnx, outs["det"], feeds)
+            _build_fp16(src, outs, metas, report, calib, calib_size, measure, cache_dir or work)
         else:
             report.update(_build_int8(src, outs, metas, calib, calib_method, calib_size, cpu_rewrite, det_threshold,
                                       held_out, max_ap_drop, progress, work, eval_ann, eval_images, eval_size, threads,
                                       cache_dir))
-
         if measure and "ap" not in report:
             ann, images_dir = _eval_set(eval_ann, eval_images, eval_size, cache_dir or work)
             _say(progress, f"measuring AP on {ann}")
@@ -194,34 +172,58 @@ def build_precision(det_onnx=None, pose_onnx=None, precision: str = "int8", cali
             new = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=threads)
             report["ap"] = {"eval_set": str(ann), "fp32": _ap(base), precision: _ap(new),
                             "drop_points": {k: round((base[k] - new[k]) * 100, 3) for k in ("bbox_AP", "keypoints_AP")}}
-
-        for role, path in outs.items():
-            model = onnx.load(str(path))
-            entry = report["models"].setdefault(role, {})
-            if precision == "int8":
-                from edgepose.quant.int8 import fusion_summary
-                from edgepose.quant.lint import lint_qdq
-
-                issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
-                entry["lint"] = [str(i) for i in issues] or "clean"
-                entry["ort_cpu_fusion"] = fusion_summary(path)
-            entry["sha256"] = sha256_file(path)
-            if benchmark:
-                if samples is None:
-                    samples = _sample_feeds(src, metas, cache_dir or work)
-                feed = samples[role]
-                ms = ort_latency_ms({"fp32": src[role], precision: path}, feed, threads=threads or 2)
-                fp32_ms, new_ms = ms["fp32"], ms[precision]
-                entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
-                                       "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
-        with atomic_path(out_dir / "report.json") as tmp:
+        _describe_outputs(report, src, outs, metas, precision, benchmark, threads, cache_dir or work)
+        if engines is not None:
+            built, note = build_engines(report, stage, **engines)
+            report["engines"] = [str(out_dir / Path(e).name) for e in built]
+            report["engine_note"] = note
+        drop_stale_engines(stage, outs, report.get("engines", []))
+        with atomic_path(stage / "report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=_json_default))
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
-    report["report"] = str(out_dir / "report.json")
     return report
+
+
+def _build_fp16(src, outs, metas, report, calib, calib_size, measure, cache):
+    from edgepose.quant.calibration import det_feeds, load_calibration_images
+    from edgepose.quant.fp16 import convert_fp16
+
+    for role, path in src.items():
+        _, kept = convert_fp16(path, outs[role])
+        report["models"][role] = {"fp32_nodes": kept}
+    if calib is not None or measure:  # agreement on real inputs
+        images = load_calibration_images(calib or "synthetic", size=min(8, calib_size), progress=False,
+                                         cache_dir=cache)
+        feeds = det_feeds(images, src["det"], metas["det"])
+        report["models"]["det"]["max_rel_err_vs_fp32"] = _max_rel_err(src["det"], outs["det"], feeds)
+
+
+def _describe_outputs(report, src, outs, metas, precision, benchmark, threads, cache):
+    """Lint, fusion counts, hashes and ORT CPU latency of every written graph."""
+    import onnx
+
+    from edgepose.io_utils import sha256_file
+
+    samples = None
+    for role, path in outs.items():
+        model = onnx.load(str(path))
+        entry = report["models"].setdefault(role, {})
+        if precision == "int8":
+            from edgepose.quant.int8 import fusion_summary
+            from edgepose.quant.lint import lint_qdq
+
+            issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
+            entry["lint"] = [str(i) for i in issues] or "clean"
+            entry["ort_cpu_fusion"] = fusion_summary(path)
+        entry["sha256"] = sha256_file(path)
+        if benchmark:
+            if samples is None:
+                samples = _sample_feeds(src, metas, cache)
+            ms = ort_latency_ms({"fp32": src[role], precision: path}, samples[role], threads=threads or 2)
+            fp32_ms, new_ms = ms["fp32"], ms[precision]
+            entry["ort_cpu_ms"] = {"fp32": round(fp32_ms, 3), precision: round(new_ms, 3),
+                                   "speedup": round(fp32_ms / max(new_ms, 1e-9), 3), "threads": threads or 2}
 
 
 def _json_default(value):
@@ -350,22 +352,3 @@ def _cosines_models(fp32_model, q_model, feeds) -> dict:
     return {row.name: round(row.cosine, 6) for row in rows}
 
 
-def build_engines(report: dict, out_dir, **trt_options) -> tuple:
-    """Build TensorRT engines from the written ONNX files when TensorRT can be used here.
-    ``trt_options`` go to :func:`edgepose.backends.trt.build.onnx2engine` (workspace_mb,
-    dla_core, pose_batch, force, ...).  Returns ``(engine paths, None)`` or ``([], reason)``."""
-    from edgepose.backends.trt.build import onnx2engine
-    from edgepose.backends.trt.version import tensorrt_status
-
-    ok, why = tensorrt_status()  # TensorRT missing / wrong version, no cuda-python, no GPU
-    if not ok:
-        return [], why
-    engines = []
-    calib_hash = (report.get("calibration") or {}).get("sha256")
-    try:
-        for onnx_path in report["outputs"].values():
-            engine = Path(onnx_path).with_suffix(".engine")
-            engines.append(str(onnx2engine(onnx_path, engine, calib_hash=calib_hash, **trt_options)))
-    except Exception as exc:  # the builder raises EngineError with its own advice
-        return engines, f"{type(exc).__name__}: {exc}"
-    return engines, None

@@ -131,8 +131,12 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
     import torch
     from tqdm import tqdm
 
-    from edgepose.io_utils import atomic_path
+    from edgepose.io_utils import atomic_torch_save
 
+    if out is not None:
+        from edgepose.outputs import check_writable
+
+        check_writable(out, "--out")  # before the first epoch, not after it
     torch.manual_seed(seed)
     n = len(dataset)
     if n == 0:
@@ -165,8 +169,7 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
         bar.close()
         if out is not None and save is not None:
             save(model, out, epoch + 1)
-            with atomic_path(side) as tmp:
-                torch.save({"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict()}, str(tmp))
+            atomic_torch_save({"epoch": epoch + 1, "step": step, "optimizer": opt.state_dict()}, side)
         if progress:
             tail = losses[-per_epoch:]
             tqdm.write(f"{desc}: epoch {epoch + 1}/{epochs} mean loss {sum(tail) / max(1, len(tail)):.4f} "
