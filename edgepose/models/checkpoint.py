@@ -103,6 +103,17 @@ def _listing(title, keys, describe=str):
     return f"{len(keys)} {title}: {shown}{more}"
 
 
+def _pruned_hint(path) -> str:
+    from edgepose.models.pruned import read_pruned_info
+
+    info = read_pruned_info(path)
+    if info is None:
+        return ""
+    return (f" It is a pruned {info.get('model')} checkpoint (edgepose prune) with narrower layers:"
+            " `edgepose export`/`run --backend torch` rebuild it, in Python use"
+            " edgepose.models.pruned.create_with_weights.")
+
+
 def load_checkpoint(model, path, strict: bool = True) -> dict:
     """Load an official checkpoint into ``model``; returns a summary dict.
 
@@ -128,6 +139,7 @@ def load_checkpoint(model, path, strict: bool = True) -> dict:
         spec = getattr(model, "edgepose_spec", None)
         target = spec.name if spec is not None else type(model).__name__
         hint = f" The file looks like {guess}." if guess else ""
+        hint += _pruned_hint(path)
         raise CheckpointError(
             f"{path} does not fit {target}: " + "; ".join(parts) + "." + hint +
             " Pick the matching model (edgepose models) or the right --num-classes, or pass strict=False")

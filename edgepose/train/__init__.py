@@ -62,12 +62,14 @@ def lr_at(step: int, total: int, base_lr: float, warmup: int, final_ratio: float
 
 def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size=16, lr=1e-3,
         weight_decay=1e-4, warmup=200, seed=0, resume=False, desc="train", progress=True,
-        max_steps=None, threads=None):
+        max_steps=None, threads=None, after_backward=None):
     """Generic loop: AdamW + warm-up/cosine, reproducible shuffling, a checkpoint per epoch.
 
     ``step_loss(model, batch) -> (loss, parts)`` computes the loss of one collated batch;
     ``save(model, path, epoch)`` writes the weights in their official wrapper.  ``threads``:
     torch intra-op threads for the run (restored afterwards); 1 is the fastest on a shared CPU.
+    ``after_backward(model)``: called between ``backward()`` and the optimizer step (e.g. the
+    network-slimming L1 sub-gradient on BatchNorm scales, :mod:`edgepose.train.prune`).
     """
     import torch
 
@@ -76,13 +78,13 @@ def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size
         torch.set_num_threads(int(threads))
     try:
         return _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed,
-                    resume, desc, progress, max_steps)
+                    resume, desc, progress, max_steps, after_backward)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed, resume, desc,
-         progress, max_steps):
+         progress, max_steps, after_backward=None):
     import time
 
     import torch
@@ -134,6 +136,8 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
             loss, parts = step_loss(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
             opt.step()
             value = float(loss.detach())
