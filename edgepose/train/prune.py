@@ -154,3 +154,53 @@ class ChannelPruner:
         macs, params = count_macs(self.model, self.example)
         return PruneResult(self.ratio, self.macs_before, macs, self.params_before, params, self.widths_before,
                            layer_widths(self.model), dict(self.left_out), [self.names[m] for m in self.heads])
+
+
+def distill_step_loss(task: str, teacher, alpha: float = 0.5):
+    """``step_loss`` for fine-tuning with the unpruned ``teacher``: ``(1-a)·task + a·distill``.
+
+    Pose: heatmap MSE against the ground truth and against the teacher's heatmaps (all joints
+    weight 1).  Detector: the CenterNet loss plus a soft target term: BCE of the student's
+    centre heatmap against the teacher's sigmoid heatmap (summed, divided by the number of
+    objects as the focal loss is) and L1 to the teacher's ``wh``/``reg`` at the object centres.
+    """
+    torch = require("torch")
+    from edgepose.train.losses import ctdet_loss, heatmap_mse_loss, reg_l1_loss
+
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    def pose_step(model, batch):
+        inp, target, weight = (torch.from_numpy(a) for a in batch)
+        pred = model(inp)["heatmaps"]
+        with torch.no_grad():
+            soft = teacher(inp)["heatmaps"]
+        hard_loss = heatmap_mse_loss(pred, target, weight)
+        soft_loss = heatmap_mse_loss(pred, soft, torch.ones_like(weight))
+        return (1 - alpha) * hard_loss + alpha * soft_loss, {"gt": hard_loss.detach(), "kd": soft_loss.detach()}
+
+    def det_step(model, batch):
+        from edgepose.train.det import det_batch_to_torch
+
+        tb = det_batch_to_torch(batch)
+        out = model(tb["input"])
+        with torch.no_grad():
+            soft = teacher(tb["input"])
+        hard_loss, parts = ctdet_loss(out, tb)
+        num_obj = tb["reg_mask"].float().sum().clamp(min=1.0)
+        hm_kd = torch.nn.functional.binary_cross_entropy_with_logits(
+            out["hm"], torch.sigmoid(soft["hm"]), reduction="sum") / num_obj
+        box_kd = sum(reg_l1_loss(out[k], tb["reg_mask"], tb["ind"], gather_centres(soft[k], tb["ind"]))
+                     for k in ("wh", "reg"))
+        soft_loss = hm_kd + 0.1 * box_kd
+        return (1 - alpha) * hard_loss + alpha * soft_loss, {**parts, "kd": soft_loss.detach()}
+
+    return pose_step if task == "sppe" else det_step
+
+
+def gather_centres(feat, ind):
+    """Teacher head values at the object centre indices, shaped like the ``wh``/``reg`` targets."""
+    from edgepose.train.losses import gather_at
+
+    return gather_at(feat, ind)
