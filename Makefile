@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 $(BIN)/edgepose: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[torch,eval,dev]'
+	$(BIN)/pip install -q -e '.[torch,eval,dev,prune]'
 	touch $@
 
 install: $(BIN)/edgepose

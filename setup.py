@@ -30,6 +30,8 @@ setup(
         "trt": ["tensorrt>=10.3,<12", "cuda-python>=12.2"],
         # JetPack 6 ships TensorRT 10.3 as a system package: only cuda-python comes from PyPI
         "jetson": ["cuda-python>=12.2,<13"],
+        # structured pruning (`edgepose prune`); torch-pruning needs only torch>=2.0 and numpy
+        "prune": ["torch-pruning==1.6.1"],
         "dev": ["pytest>=7.4", "pycocotools>=2.0.7", "matplotlib>=3.7", "onnxsim>=0.4.36"],
     },
     entry_points={"console_scripts": ["edgepose=edgepose.cli:main"]},
