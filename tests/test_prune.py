@@ -171,7 +171,7 @@ def test_finetune_with_distillation_lowers_the_loss(pruned_pose, synth_data):
     meta = teacher.edgepose_spec.meta()
     data = PoseDataset(CocoPeople(synth_data), meta, augment=False, seed=0)
     loss = distill_step_loss("sppe", teacher, 0.5)
-    result = fit(student, data, loss, epochs=30, batch_size=8, lr=2e-3, warmup=2, progress=False, max_steps=30,
+    result = fit(student, data, loss, epochs=20, batch_size=8, lr=2e-3, warmup=2, progress=False, max_steps=20,
                  threads=1)
     first, last = np.mean(result.losses[:3]), np.mean(result.losses[-3:])
     assert last < 0.7 * first, (first, last)
@@ -186,8 +186,8 @@ def test_detector_distillation_loss_runs_and_decreases(synth_data):
     load_checkpoint(teacher, default_weights("default_det"))
     student, _ = _pruned_default("default_det", 0.5)
     data = DetDataset(CocoPeople(synth_data), teacher.edgepose_spec.meta(num_classes=1), augment=False, seed=0)
-    result = fit(student, data, distill_step_loss("ctdet", teacher), epochs=20, batch_size=6, lr=2e-3, warmup=2,
-                 progress=False, max_steps=20, threads=1)
+    result = fit(student, data, distill_step_loss("ctdet", teacher), epochs=12, batch_size=6, lr=2e-3, warmup=2,
+                 progress=False, max_steps=12, threads=1)
     assert np.mean(result.losses[-3:]) < np.mean(result.losses[:3])
 
 
