@@ -160,12 +160,13 @@ def distill_step_loss(task: str, teacher, alpha: float = 0.5):
     """``step_loss`` for fine-tuning with the unpruned ``teacher``: ``(1-a)·task + a·distill``.
 
     Pose: heatmap MSE against the ground truth and against the teacher's heatmaps (all joints
-    weight 1).  Detector: the CenterNet loss plus a soft target term: BCE of the student's
-    centre heatmap against the teacher's sigmoid heatmap (summed, divided by the number of
-    objects as the focal loss is) and L1 to the teacher's ``wh``/``reg`` at the object centres.
+    weight 1).  Detector: the CenterNet loss plus a soft-target term: CenterNet's focal loss
+    against ``max(GT heatmap, sigmoid(teacher heatmap))`` (the GT peaks stay the positives; the
+    teacher's confidence lowers the penalty elsewhere) and L1 to the teacher's ``wh``/``reg``
+    at the object centres.
     """
     torch = require("torch")
-    from edgepose.train.losses import ctdet_loss, heatmap_mse_loss, reg_l1_loss
+    from edgepose.train.losses import ctdet_loss, focal_loss, heatmap_mse_loss, reg_l1_loss
 
     teacher.eval()
     for p in teacher.parameters():
@@ -188,9 +189,8 @@ def distill_step_loss(task: str, teacher, alpha: float = 0.5):
         with torch.no_grad():
             soft = teacher(tb["input"])
         hard_loss, parts = ctdet_loss(out, tb)
-        num_obj = tb["reg_mask"].float().sum().clamp(min=1.0)
-        hm_kd = torch.nn.functional.binary_cross_entropy_with_logits(
-            out["hm"], torch.sigmoid(soft["hm"]), reduction="sum") / num_obj
+        # teacher-softened focal target: GT peaks stay the positives, elsewhere max(GT gaussian, teacher)
+        hm_kd = focal_loss(out["hm"], torch.maximum(tb["hm"].float(), torch.sigmoid(soft["hm"])))
         box_kd = sum(reg_l1_loss(out[k], tb["reg_mask"], tb["ind"], gather_centres(soft[k], tb["ind"]))
                      for k in ("wh", "reg"))
         soft_loss = hm_kd + 0.1 * box_kd
