@@ -166,7 +166,7 @@ def distill_step_loss(task: str, teacher, alpha: float = 0.5):
     at the object centres.
     """
     torch = require("torch")
-    from edgepose.train.losses import ctdet_loss, focal_loss, heatmap_mse_loss, reg_l1_loss
+    from edgepose.train.losses import ctdet_loss, focal_loss, gather_at, heatmap_mse_loss, reg_l1_loss
 
     teacher.eval()
     for p in teacher.parameters():
@@ -191,16 +191,10 @@ def distill_step_loss(task: str, teacher, alpha: float = 0.5):
         hard_loss, parts = ctdet_loss(out, tb)
         # teacher-softened focal target: GT peaks stay the positives, elsewhere max(GT gaussian, teacher)
         hm_kd = focal_loss(out["hm"], torch.maximum(tb["hm"].float(), torch.sigmoid(soft["hm"])))
-        box_kd = sum(reg_l1_loss(out[k], tb["reg_mask"], tb["ind"], gather_centres(soft[k], tb["ind"]))
+        box_kd = sum(reg_l1_loss(out[k], tb["reg_mask"], tb["ind"], gather_at(soft[k], tb["ind"]))
                      for k in ("wh", "reg"))
         soft_loss = hm_kd + 0.1 * box_kd
         return (1 - alpha) * hard_loss + alpha * soft_loss, {**parts, "kd": soft_loss.detach()}
 
     return pose_step if task == "sppe" else det_step
 
-
-def gather_centres(feat, ind):
-    """Teacher head values at the object centre indices, shaped like the ``wh``/``reg`` targets."""
-    from edgepose.train.losses import gather_at
-
-    return gather_at(feat, ind)

@@ -186,6 +186,8 @@ def prune_model(job: PruneJob) -> PruneReport:
     if job.sparsity > 0 and job.sparse_epochs > 0:
         sparse = _train(job, model, dataset, task_loss, job.sparse_epochs, f"{tag} sparsity", pruner.regularize)
     result = pruner.prune()
+    log.info("pruned %s: %d layers narrowed, MACs %.1f M -> %.1f M", job.model, len(result.changed),
+             result.macs_before / 1e6, result.macs_after / 1e6)
     step_loss = distill_step_loss(spec.task, teacher, job.kd_alpha) if job.kd else task_loss
     tuned = _train(job, model, dataset, step_loss, job.epochs, f"{tag} fine-tune") if job.epochs > 0 else None
     model.eval()
@@ -203,6 +205,7 @@ def prune_model(job: PruneJob) -> PruneReport:
 
 
 def _measure(job, spec, meta, original, pruned, report: PruneReport) -> None:
+    log.info("exporting, timing and evaluating the original and the pruned model")
     with tempfile.TemporaryDirectory(prefix="edgepose-prune-") as tmp:
         before = _export(original, Path(tmp) / "before.onnx", spec)
         after = _export(pruned, Path(tmp) / "after.onnx", spec)
