@@ -209,3 +209,24 @@ def test_int8_build_on_pruned_onnx(pruned_pose, tmp_path):
         model = onnx.load(str(out / f"{role}.int8.onnx"))
         assert lint_qdq(model) == []
     assert report is not None
+
+
+def test_prune_workflow_writes_a_rebuildable_file_and_report(synth_data, tmp_path):
+    import json
+
+    from edgepose.workflows.prune import PruneJob, prune_model
+
+    out = tmp_path / "pose_r0.3.pth"
+    job = PruneJob("default_pose", str(default_weights("default_pose")), str(out), data=str(synth_data), ratio=0.3,
+                   epochs=1, max_steps=2, batch_size=4, latency_runs=3, progress=False)
+    report = prune_model(job)
+    assert report.macs_after < report.macs_before and report.latency_ms_after > 0
+    assert len(report.finetune_losses) == 2 and len(report.sparse_losses) == 2
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["macs_after"] == report.macs_after and saved["heads"] == ["final_layer"]
+    model = create_with_weights("default_pose", out)
+    assert layer_widths(model)["preact.conv1"][1] < 32  # narrower than the unpruned 32 channels
+    assert "MACs (multiply-accumulates" in report.format()
+    with pytest.raises(UsageError, match="already pruned"):
+        prune_model(PruneJob("default_pose", str(out), str(tmp_path / "again.pth"), data=str(synth_data)))
+    assert not (tmp_path / "again.pth").exists()
