@@ -15,7 +15,7 @@ TORCH_PIP_ARGS  := $(if $(strip $(TORCH_INDEX_URL)),--index-url $(strip $(TORCH_
 $(BIN)/edgepose: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_PIP_ARGS) $(TORCH)
-	$(BIN)/pip install -q -e '.[torch,eval,dev]'
+	$(BIN)/pip install -q -e '.[torch,eval,dev,prune]'
 	touch $@
 
 install: $(BIN)/edgepose

@@ -37,6 +37,8 @@ setup(
         # client of Triton Inference Server (`edgepose run --triton`, tests); the server itself
         # comes from the NGC image or, for CPU trials, `make triton` (nvidia-pytriton, --no-deps)
         "triton": ["tritonclient[http,grpc]>=2.41,<3"],
+        # structured pruning (`edgepose prune`); torch-pruning needs only torch>=2.0 and numpy
+        "prune": ["torch-pruning==1.6.1"],
         "dev": ["pytest>=7.4", "pycocotools>=2.0.7", "matplotlib>=3.7", "onnxsim>=0.4.36"],
     },
     entry_points={"console_scripts": ["edgepose=edgepose.cli:main"]},

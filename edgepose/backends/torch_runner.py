@@ -34,8 +34,11 @@ class TorchRunner(Runner):
         if isinstance(model_or_name, str):
             from edgepose import models
 
+            from edgepose.models.pruned import create_with_weights
+
             spec = models.get_spec(model_or_name)
-            model = models.create(model_or_name)
+            model = create_with_weights(model_or_name, weights)  # pruned files rebuild their widths
+            weights = None
             if meta is None:
                 meta = spec.meta()
             self.name = model_or_name

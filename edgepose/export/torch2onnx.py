@@ -53,13 +53,11 @@ def _parse_batch(batch):
 
 
 def _prepare_model(model, weights, model_kwargs):
-    from edgepose.models import create
     from edgepose.models.checkpoint import load_checkpoint
+    from edgepose.models.pruned import create_with_weights
 
-    if isinstance(model, str):
-        model = create(model, **(model_kwargs or {}))
-        if weights is None:
-            weights = "random"
+    if isinstance(model, str):  # a pruned checkpoint (edgepose prune) rebuilds its narrower layers
+        return create_with_weights(model, weights, model_kwargs).eval()
     if weights not in (None, "random"):
         load_checkpoint(model, weights, strict=True)
     return model.eval()

@@ -169,6 +169,17 @@ def _listing(title, keys, describe=str):
     return f"{len(keys)} {title}: {shown}{more}"
 
 
+def _pruned_hint(path) -> str:
+    from edgepose.models.pruned import read_pruned_info
+
+    info = read_pruned_info(path)
+    if info is None:
+        return ""
+    return (f" It is a pruned {info.get('model')} checkpoint (edgepose prune) with narrower layers:"
+            " `edgepose export`/`run --backend torch` rebuild it, in Python use"
+            " edgepose.models.pruned.create_with_weights.")
+
+
 def load_checkpoint(model, path, strict: bool = True) -> dict:
     """Load an official checkpoint into ``model``; returns a summary dict.
 
@@ -193,7 +204,8 @@ def load_checkpoint(model, path, strict: bool = True) -> dict:
                                   lambda k: f"{k} file {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}"))
         spec = getattr(model, "edgepose_spec", None)
         target = spec.name if spec is not None else type(model).__name__
-        raise CheckpointError(f"{path} does not fit {target}: " + "; ".join(parts) + "." + _fit_hint(loaded))
+        hint = _pruned_hint(path) or _fit_hint(loaded)
+        raise CheckpointError(f"{path} does not fit {target}: " + "; ".join(parts) + "." + hint)
     usable = {k: v for k, v in loaded.items() if k in own and k not in wrong}
     for key, value in own.items():  # tolerate absent BN counters
         if key not in usable and key.endswith(_NBT):

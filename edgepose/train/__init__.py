@@ -62,12 +62,14 @@ def lr_at(step: int, total: int, base_lr: float, warmup: int, final_ratio: float
 
 def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size=16, lr=1e-3,
         weight_decay=1e-4, warmup=200, seed=0, resume=False, desc="train", progress=True,
-        max_steps=None, threads=None):
+        max_steps=None, threads=None, after_backward=None):
     """Generic loop: AdamW + warm-up/cosine, reproducible shuffling, a checkpoint per epoch.
 
     ``step_loss(model, batch) -> (loss, parts)`` computes the loss of one collated batch;
     ``save(model, path, epoch)`` writes the weights in their official wrapper.  ``threads``:
     torch intra-op threads for the run (restored afterwards); 1 is the fastest on a shared CPU.
+    ``after_backward(model)``: called between ``backward()`` and the optimizer step (e.g. the
+    network-slimming L1 sub-gradient on BatchNorm scales, :mod:`edgepose.train.prune`).
     """
     import torch
 
@@ -76,7 +78,7 @@ def fit(model, dataset, step_loss, *, out=None, save=None, epochs=10, batch_size
         torch.set_num_threads(int(threads))
     try:
         return _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed,
-                    resume, desc, progress, max_steps)
+                    resume, desc, progress, max_steps, after_backward)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -96,9 +98,10 @@ def _resume(model, opt, out, side) -> tuple:
     return int(state["epoch"]), int(state["step"])
 
 
-def _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses) -> int:
+def _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses, after_backward=None) -> int:
     """One pass over the index batches of ``bar`` (stops at ``schedule[0]`` total steps);
-    appends each loss to ``losses`` and returns the new step count."""
+    appends each loss to ``losses`` and returns the new step count.  ``after_backward(model)``
+    runs between ``backward()`` and the optimizer step."""
     import torch
 
     from edgepose.train.coco_data import collate
@@ -114,6 +117,8 @@ def _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses) ->
         loss, parts = step_loss(model, batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if after_backward is not None:
+            after_backward(model)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 35.0)
         opt.step()
         value = float(loss.detach())
@@ -125,7 +130,7 @@ def _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses) ->
 
 
 def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_decay, warmup, seed, resume, desc,
-         progress, max_steps):
+         progress, max_steps, after_backward=None):
     import time
 
     import torch
@@ -165,7 +170,7 @@ def _fit(model, dataset, step_loss, out, save, epochs, batch_size, lr, weight_de
         bar = tqdm(batches, desc=f"{desc} {epoch + 1}/{epochs}", unit="it", disable=not progress,
                    dynamic_ncols=True, mininterval=2.0)
         schedule = (total, lr, min(warmup, total // 5))
-        step = _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses)
+        step = _train_epoch(model, dataset, step_loss, opt, bar, step, schedule, losses, after_backward)
         bar.close()
         if out is not None and save is not None:
             save(model, out, epoch + 1)

@@ -1,0 +1,58 @@
+"""`edgepose prune`: structured channel pruning (network slimming) + fine-tuning."""
+from __future__ import annotations
+
+import click
+
+from edgepose.cli import main
+
+
+@main.command("prune")
+@click.argument("model")
+@click.option("--weights", required=True, type=click.Path(dir_okay=False), metavar="F.pth",
+              help="Trained checkpoint of MODEL (e.g. edgepose/models/weights/default_pose.pth).")
+@click.option("--ratio", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
+              help="Fraction of prunable channels removed (one global BatchNorm-scale threshold).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="COCO-format training data (annotations.json + images/) for sparsity training and fine-tuning.")
+@click.option("--ann", "ann_file", type=click.Path(dir_okay=False), default=None, metavar="ANN.json",
+              help="COCO annotation file instead of DIR/annotations.json.")
+@click.option("--images", "image_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Image folder for --ann.")
+@click.option("--val", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="COCO-format validation folder: AP before/after (pipeline with the other built-in default model).")
+@click.option("--sparsity", type=click.FloatRange(0), default=1e-5, show_default=True,
+              help="L1 coefficient on BatchNorm scales during sparsity training (0: prune the weights as they are).")
+@click.option("--sparse-epochs", type=click.IntRange(0), default=1, show_default=True,
+              help="Epochs of sparsity training before channels are removed.")
+@click.option("--epochs", type=click.IntRange(0), default=2, show_default=True, help="Fine-tuning epochs after pruning.")
+@click.option("--kd", is_flag=True, help="Fine-tune with distillation from the unpruned model (0.5 GT + 0.5 teacher).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Default 16 (detector) / 32 (pose).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=5e-4, show_default=True,
+              help="Peak AdamW learning rate of each phase.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="torch / ORT threads.")
+@click.option("--eval-limit", type=click.IntRange(1), default=None, help="Evaluate on the first N --val images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="OUT.pth",
+              help="Pruned checkpoint (rebuilt by `edgepose export MODEL --weights OUT.pth`); report in OUT.json.")
+@click.option("--no-progress", is_flag=True)
+def prune_cmd(model, weights, ratio, data_dir, ann_file, image_dir, val, sparsity, sparse_epochs, epochs, kd,
+              batch_size, lr, threads, eval_limit, seed, out, no_progress):
+    """Remove the weakest channels of zoo MODEL (Torch-Pruning, network slimming), then fine-tune.
+
+    Channels are kept in multiples of 8; output heads are never pruned; layers Torch-Pruning
+    cannot follow (the DUC PixelShuffle head) are left out and listed.  Prints MACs and
+    parameters before/after, the ONNX Runtime latency ratio and, with --val, AP before/after.
+
+    \b
+    Example:
+      edgepose data synth --out data/train --images 1000
+      edgepose prune default_pose --weights edgepose/models/weights/default_pose.pth \\
+          --ratio 0.5 --data data/train --val data/val --out pose_pruned.pth
+      edgepose export default_pose --weights pose_pruned.pth --out pose_pruned.onnx --batch dynamic
+    """
+    from edgepose.workflows.prune import PruneJob, prune_model
+
+    job = PruneJob(model, weights, out, data=data_dir, ann_file=ann_file, image_dir=image_dir, val=val, ratio=ratio,
+                   sparsity=sparsity, sparse_epochs=sparse_epochs, epochs=epochs, kd=kd, batch_size=batch_size,
+                   lr=lr, seed=seed, threads=threads, eval_limit=eval_limit, progress=not no_progress)
+    click.echo(prune_model(job).format())
