@@ -551,8 +551,12 @@ def _animate(p0, motion, t, image_size):
     return p
 
 
-def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256), fps=15, progress=False):
+def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256), fps=15, progress=False,
+                  person_heights=None):
     """Write an MP4 clip with exactly ``num_people`` moving people and its COCO JSON.
+
+    ``person_heights=(lo, hi)``: people's standing heights in pixels, uniform in that range
+    (e.g. a fixed camera's distance band); default: the still images' 40 px .. frame rule.
 
     Returns ``(video_path, ann_path)``; the JSON (``<stem>.json`` beside the video) has one
     image entry per frame (``frame_index``) with the people's boxes and keypoints.
@@ -566,7 +570,11 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
     H, W = (int(v) for v in image_size)
     rng = np.random.default_rng(int(seed))
     bg = render_background(rng, (H, W))
-    people = sample_people(rng, (H, W), int(num_people))
+    if person_heights is None:
+        people = sample_people(rng, (H, W), int(num_people))
+    else:
+        heights = np.sort(rng.uniform(float(person_heights[0]), float(person_heights[1]), int(num_people)))
+        people = [sample_person(rng, (H, W), height=h) for h in heights]
     motions = []
     for _ in people:
         joints = {}
