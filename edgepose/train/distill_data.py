@@ -32,7 +32,7 @@ from edgepose.metadata import COCO_KEYPOINTS, COCO_SKELETON
 log = logging.getLogger("edgepose")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-POSE_INPUTS = ((128, 96), (192, 144), (256, 192))
+POSE_INPUTS = ((128, 96), (256, 192))  # W/H 0.75 like AlphaPose, sides multiples of 32
 
 __all__ = ["load_labels", "label_frames", "split_tail", "subset", "check_no_overlap", "frame_hash",
            "choose_det_input", "choose_pose_input", "people_count", "coco_doc", "person_annotation"]
@@ -110,7 +110,7 @@ def _results_to_doc(records, image_dir, kp_threshold, score_threshold, source):
 
 def _annotations_to_doc(doc, image_dir, source):
     roots = [Path(image_dir)] if image_dir is not None else []
-    roots.append(Path(source).parent)
+    roots += [Path(source).parent / "images", Path(source).parent]
     images, missing = [], []
     for img in doc["images"]:
         name = img["file_name"]
@@ -121,7 +121,7 @@ def _annotations_to_doc(doc, image_dir, source):
         images.append({**img, "file_name": str(path.resolve())})
     if missing:
         raise SourceError(f"{source}: {len(missing)} labelled image(s) are missing from "
-                          f"{image_dir or Path(source).parent} (e.g. {', '.join(missing[:3])}); "
+                          f"{image_dir or Path(source).parent} or its images/ (e.g. {', '.join(missing[:3])}); "
                           "pass --images with the folder holding them")
     anns = [dict(a, area=a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in doc["annotations"]
             if a.get("category_id", 1) == 1 and not a.get("iscrowd", 0) and "keypoints" in a]
@@ -269,7 +269,7 @@ def choose_det_input(frame_hw, box_heights, min_person_px=32.0, max_side=None):
 
 
 def choose_pose_input(box_heights):
-    """SPPE input ``(H, W)``: the smallest of 128x96 / 192x144 / 256x192 at least 0.6 of the
+    """SPPE input ``(H, W)``: the smaller of 128x96 / 256x192 that is at least 0.6 of the
     median crop height (box height x 1.25, AlphaPose's crop margin)."""
     heights = np.asarray(box_heights, np.float64)
     heights = heights[heights > 1]
