@@ -248,6 +248,8 @@ def test_distill_end_to_end_and_resume(scene, tmp_path, monkeypatch):
     assert not (tmp_path / ".student.partial").exists()
     assert {p.name for p in out.iterdir()} == {"det.onnx", "pose.onnx", "det.pth", "pose.pth", "report.json",
                                                "labels_train.json", "labels_val.json"}
+    first_val = json.loads((out / "labels_val.json").read_text())["images"][0]
+    assert first_val["file_name"] == "val/000000.jpg" and first_val["frame_index"] == 0
     report = json.loads((out / "report.json").read_text())
     assert report["footage"]["validation"] == "separate footage" and report["footage"]["train_frames"] == 16
     assert report["student"]["det"]["input_size"] == [128, 160]

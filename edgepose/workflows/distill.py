@@ -123,7 +123,15 @@ def _work_dir(cfg) -> Path:
 
 
 def _commit(work: Path, out: Path):
-    """Drop the working files and move the finished set into place."""
+    """Drop the working files and move the finished set into place.  Labels of frames the
+    teacher saw keep only the frame's file name (``<split>/NNNNNN.jpg``: frame index NNNNNN)."""
+    frames = str((work / "frames").resolve())
+    for name in ("labels_train.json", "labels_val.json"):
+        doc = json.loads((work / name).read_text())
+        for img in doc["images"]:
+            if img["file_name"].startswith(frames):
+                img["file_name"] = str(Path(img["file_name"]).relative_to(frames))
+        steps.write_json(work / name, doc)
     shutil.rmtree(work / "frames", ignore_errors=True)
     for extra in list(work.glob("*.resume")) + list(work.glob("*.train.json")) + [work / "inputs.json",
                                                                                   work / "labels.json"]:
