@@ -36,7 +36,7 @@ _OPTIONS = [
                  help="Start the students from the built-in weights (synthetic people) or from scratch."),
     click.option("--det-input", metavar="HxW", help="Student detector input (default: from the people's size)."),
     click.option("--pose-input", metavar="HxW", help="Student pose input (default: from the people's size)."),
-    click.option("--epochs", type=click.IntRange(1), default=4, show_default=True, help="Epochs of each student."),
+    click.option("--epochs", type=click.IntRange(1), default=3, show_default=True, help="Epochs of each student."),
     click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                  help="Weight of the teacher-heatmap term (FPD)."),
     click.option("--bench-frames", type=click.IntRange(3), default=60, show_default=True,

@@ -63,8 +63,8 @@ class DistillConfig:
     det_input: str | None = None
     pose_input: str | None = None
     min_person_px: float = 32.0
-    det_epochs: int = 4
-    pose_epochs: int = 4
+    det_epochs: int = 3
+    pose_epochs: int = 3
     det_batch: int = 8
     pose_batch: int = 32
     lr: float = 5e-4
