@@ -161,8 +161,14 @@ def _sample_motion(rng, image_size) -> dict:
     return {"joints": joints, "velocity": speed * np.array([math.cos(ang), math.sin(ang)])}
 
 
-def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256), fps=15, progress=False):
+def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256), fps=15, progress=False,
+                  person_heights=None, background_seed=None):
     """Write an MP4 clip with exactly ``num_people`` moving people and its COCO JSON.
+
+    ``person_heights=(lo, hi)``: people's standing heights in pixels, uniform in that range
+    (e.g. a fixed camera's distance band); default: the still images' 40 px .. frame rule.
+    ``background_seed``: draw the background from its own seed, so clips with different
+    ``seed`` (other people, other motion) can show the same fixed scene.
 
     Returns ``(video_path, ann_path)``; the JSON (``<stem>.json`` beside the video) has one
     image entry per frame (``frame_index``) with the people's boxes and keypoints.
@@ -175,8 +181,13 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
     out_path.parent.mkdir(parents=True, exist_ok=True)
     H, W = (int(v) for v in image_size)
     rng = np.random.default_rng(int(seed))
-    bg = render_background(rng, (H, W))
-    people = sample_people(rng, (H, W), int(num_people))
+    bg_rng = rng if background_seed is None else np.random.default_rng([int(background_seed), 3])
+    bg = render_background(bg_rng, (H, W))
+    if person_heights is None:
+        people = sample_people(rng, (H, W), int(num_people))
+    else:
+        heights = np.sort(rng.uniform(float(person_heights[0]), float(person_heights[1]), int(num_people)))
+        people = [sample_person(rng, (H, W), height=h) for h in heights]
     motions = [_sample_motion(rng, (H, W)) for _ in people]
     frame_rngs = np.random.default_rng([int(seed), 1])
     images, annotations = [], []

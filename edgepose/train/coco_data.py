@@ -344,6 +344,11 @@ class PoseDataset:
         return len(self.people)
 
     def __getitem__(self, index):
+        sample = self.sample(index)
+        return sample["input"], sample["target"], sample["weight"]
+
+    def sample(self, index) -> dict:
+        """``input``/``target``/``weight`` plus the (maybe mirrored) ``image`` and its 2x3 ``trans``."""
         import cv2
 
         from edgepose.pipeline.affine import affine_points, get_affine_transform
@@ -387,7 +392,8 @@ class PoseDataset:
         inp = normalize_to_chw(crop, self.meta)
         joints_in = affine_points(joints, trans)
         target, weight = joint_heatmaps(joints_in / self.down, vis, (out_h, out_w), self.sigma)
-        return inp, target, weight
+        return {"input": inp, "target": target, "weight": weight, "image": image, "trans": trans,
+                "center": center, "scale": scale, "rot": rot}
 
 
 def collate(samples):
