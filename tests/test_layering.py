@@ -32,7 +32,7 @@ LAYERS = {
 PART_OF = {  # top-level modules/packages -> layer (packages not named here are their own layer)
     "data": "bottom", "errors": "bottom", "metadata": "bottom", "tasks": "bottom", "onnx_graph": "bottom",
     "ort_session": "bottom", "compare": "bottom", "progress": "bottom", "io_utils": "bottom", "_deps": "bottom",
-    "_lazy": "bottom",
+    "_lazy": "bottom", "io_checks": "bottom", "outputs": "bottom",
     "plugins": "ops",  # the plugin library loader sits beside the custom ops it serves
     "demo": "workflows",  # orchestration; moves into edgepose/workflows/ (issue 11 item 1)
     "__main__": "cli",
@@ -52,14 +52,16 @@ ALLOWED = {
         "StageTimer moves into the pipeline (issue 11 item 4)",
     ("edgepose.pipeline.run_loop", "edgepose.eval.timing"):
         "StageTimer moves into the pipeline (issue 11 item 4)",
-    ("edgepose.quant.build", "edgepose.backends"):
+    ("edgepose.quant.build_checks", "edgepose.backends"):
         "engine building moves to workflows (issue 11 item 1)",
+    ("edgepose.quant.build_checks", "edgepose.models.defaults"):
+        "default-model resolution moves to workflows (issue 11 item 1)",
+    ("edgepose.serving.triton_models", "edgepose.eval.timing"):
+        "StageTimer moves into the pipeline (issue 11 item 4)",
     ("edgepose.quant.calibration", "edgepose.backends.onnxruntime"):
         "feeds from the pipeline move to workflows (issue 11 item 1)",
     ("edgepose.quant.build", "edgepose.eval.dataset_eval"):
         "AP measurement moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.models.defaults"):
-        "default-model resolution moves to workflows (issue 11 item 1)",
     ("edgepose.quant.build", "edgepose.pipeline.pipeline"):
         "AP measurement moves to workflows (issue 11 item 1)",
     ("edgepose.quant.calibration", "edgepose.pipeline.pipeline"):

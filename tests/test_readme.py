@@ -81,7 +81,7 @@ def test_every_edgepose_command_and_option_in_readme_exists():
     for line in _all_lines():
         for part in re.split(r"&&|;", line):
             tokens = part.split()
-            if not tokens or tokens[0] != "edgepose":
+            if len(tokens) < 2 or tokens[0] != "edgepose":  # a bare `edgepose` is the name, not a command
                 continue
             commands, used = _resolve(tokens[1:])
             assert used >= 1, f"README names an edgepose command that does not exist: {part!r}"

@@ -161,6 +161,14 @@ def _sample_motion(rng, image_size) -> dict:
     return {"joints": joints, "velocity": speed * np.array([math.cos(ang), math.sin(ang)])}
 
 
+def _clip_people(rng, image_size, num_people, person_heights=None) -> list:
+    """The clip's people: the still images' size rule, or heights uniform in ``person_heights``."""
+    if person_heights is None:
+        return sample_people(rng, image_size, num_people)
+    heights = np.sort(rng.uniform(float(person_heights[0]), float(person_heights[1]), num_people))
+    return [sample_person(rng, image_size, height=h) for h in heights]
+
+
 def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256), fps=15, progress=False,
                   person_heights=None, background_seed=None):
     """Write an MP4 clip with exactly ``num_people`` moving people and its COCO JSON.
@@ -183,11 +191,7 @@ def generate_clip(out_path, num_frames, num_people, seed, image_size=(256, 256),
     rng = np.random.default_rng(int(seed))
     bg_rng = rng if background_seed is None else np.random.default_rng([int(background_seed), 3])
     bg = render_background(bg_rng, (H, W))
-    if person_heights is None:
-        people = sample_people(rng, (H, W), int(num_people))
-    else:
-        heights = np.sort(rng.uniform(float(person_heights[0]), float(person_heights[1]), int(num_people)))
-        people = [sample_person(rng, (H, W), height=h) for h in heights]
+    people = _clip_people(rng, (H, W), int(num_people), person_heights)
     motions = [_sample_motion(rng, (H, W)) for _ in people]
     frame_rngs = np.random.default_rng([int(seed), 1])
     images, annotations = [], []
