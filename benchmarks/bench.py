@@ -217,7 +217,7 @@ def _pose_only_ms(pipe, frame, boxes) -> float:
 
 def measure_row(row, inputs, args) -> dict:
     from edgepose.eval.dataset_eval import evaluate_pipeline
-    from edgepose.eval.timing import LatencyStats, StageTimer
+    from edgepose.pipeline.timing import LatencyStats, StageTimer
     from edgepose.pipeline.pipeline import Pipeline
 
     runner_kw = {"threads": args.threads} if (args.threads and row["backend"] == "onnxruntime") else {}
