@@ -136,6 +136,9 @@ def discover_rows(args):
     if args.rows:
         wanted = {r.strip().lower() for r in args.rows.split(",")}
         rows = [r for r in rows if r["name"].lower() in wanted]
+    if not args.no_overlap:  # each runtime row again with overlapped stages (detector one frame ahead)
+        rows = [twin for r in rows for twin in ([r, {**r, "name": r["name"] + " overlap", "overlap": True}]
+                                                if r["backend"] != "torch" else [r])]
     return rows, skipped
 
 
@@ -203,45 +206,60 @@ def _stats_dict(stats) -> dict:
 
 def _pose_only_ms(pipe, frame, boxes) -> float:
     """Pose-stage time for exactly these boxes: batched crops -> pose model (ms)."""
-    from edgepose.pipeline.preprocess import crop_people
-
-    batch, _ = crop_people(frame, boxes, pipe.pose_meta)
-    run = getattr(pipe, "_pose_outputs", None)
+    batch, _ = pipe.pose_estimator.crop(frame, boxes)
     t0 = time.perf_counter()
-    if run is not None:
-        run(batch)
-    else:
-        pipe.pose.infer({pipe.pose.inputs[0].name: batch})
+    pipe.pose_estimator.infer(batch)
     return (time.perf_counter() - t0) * 1e3
+
+
+def _results(pipe, frames, overlap: bool):
+    if overlap:
+        return (result for _, result in pipe.run_overlapped(frames))
+    return (pipe(frame) for frame in frames)
+
+
+def overhead_pct(stages: dict) -> float | None:
+    """Share of the frame (mean ms) spent outside the two networks, in percent."""
+    try:
+        total = stages["total"]["mean"]
+        return 100.0 * (total - stages["detector"]["mean"] - stages["pose"]["mean"]) / total
+    except (KeyError, ZeroDivisionError):
+        return None
+
+
+def _time_clip(pipe, inputs, args, out, overlap):
+    from edgepose.pipeline import StageTimer
+
+    clip = inputs["clip"]
+    for _ in _results(pipe, clip[: args.warmup], overlap):
+        pass
+    timer = StageTimer()
+    frames = clip[args.warmup:] or clip
+    t0 = time.perf_counter()
+    people = 0
+    for result in _results(pipe, frames, overlap):
+        timer.merge_frame(result.timings)
+        people += len(result)
+    wall = time.perf_counter() - t0
+    out["fps"] = len(frames) / wall if wall > 0 else 0.0
+    out["frames"] = len(frames)
+    out["people_per_frame"] = people / max(1, len(frames))
+    out["stages"] = _stats_dict(timer.stats())
+    out["overhead_pct"] = overhead_pct(out["stages"])
 
 
 def measure_row(row, inputs, args) -> dict:
     from edgepose.eval.dataset_eval import evaluate_pipeline
-    from edgepose.eval.timing import LatencyStats, StageTimer
-    from edgepose.pipeline.pipeline import Pipeline
+    from edgepose.pipeline import LatencyStats, Pipeline
 
     runner_kw = {"threads": args.threads} if (args.threads and row["backend"] == "onnxruntime") else {}
+    overlap = bool(row.get("overlap"))
     t_start = time.perf_counter()
     pipe = Pipeline.from_files(row["det"], row["pose"], backend=row["backend"], runner_kw=runner_kw,
-                               score_threshold=args.score_threshold, max_persons=args.max_persons)
+                               score_threshold=args.score_threshold, max_persons=args.max_persons, overlap=overlap)
     out = dict(row)
     try:
-        clip = inputs["clip"]
-        for frame in clip[: args.warmup]:
-            pipe(frame)
-        timer = StageTimer()
-        frames = clip[args.warmup:] or clip
-        t0 = time.perf_counter()
-        people = 0
-        for frame in frames:
-            result = pipe(frame)
-            timer.merge_frame(result.timings)
-            people += len(result)
-        wall = time.perf_counter() - t0
-        out["fps"] = len(frames) / wall if wall > 0 else 0.0
-        out["frames"] = len(frames)
-        out["people_per_frame"] = people / max(1, len(frames))
-        out["stages"] = _stats_dict(timer.stats())
+        _time_clip(pipe, inputs, args, out, overlap)
         persons = {}
         for k, items in inputs["scenes"].items():
             _pose_only_ms(pipe, items[0][0], items[0][1])  # warm the batch size
@@ -259,11 +277,12 @@ def measure_row(row, inputs, args) -> dict:
                                "pipeline_pose_ms_mean": float(np.mean(pipe_pose)),
                                "pipeline_total_ms_p50": float(np.median(total))}
         out["persons"] = persons
-        pipe.score_threshold = args.ap_threshold
-        val = inputs["val"]
-        metrics, _, _ = evaluate_pipeline(pipe, val["ann"], val["images"], limit=val["limit"],
-                                          progress=not args.no_progress)
-        out["ap"] = {k: float(v) for k, v in metrics.items()}
+        if not overlap:  # the overlap row gives the same results (tests/test_stages.py): AP measured once
+            pipe.score_threshold = args.ap_threshold
+            val = inputs["val"]
+            metrics, _, _ = evaluate_pipeline(pipe, val["ann"], val["images"], limit=val["limit"],
+                                              progress=not args.no_progress)
+            out["ap"] = {k: float(v) for k, v in metrics.items()}
     finally:
         pipe.close()
     out["seconds"] = time.perf_counter() - t_start
@@ -277,7 +296,7 @@ def _fmt(v, spec=".1f", missing="-"):
 
 def _row_cells(r, persons):
     st = r.get("stages", {})
-    cells = [r["name"], _fmt(r.get("fps"))]
+    cells = [r["name"], _fmt(r.get("fps")), _fmt(r.get("overhead_pct"))]
     for s in STAGE_COLS:
         x = st.get(s)
         cells.append("/".join(_fmt(x.get(q)) for q in ("p50", "p90", "p99")) if x else "-")
@@ -290,7 +309,7 @@ def _row_cells(r, persons):
 
 
 def _headers(persons):
-    return (["row", "FPS"] + [f"{s} ms p50/p90/p99" for s in STAGE_COLS]
+    return (["row", "FPS", "overhead %"] + [f"{s} ms p50/p90/p99" for s in STAGE_COLS]
             + [f"pose ms @{k}p" for k in persons] + ["box AP", "kp AP"])
 
 
@@ -429,6 +448,7 @@ def parse_args(argv=None):
     ap.add_argument("--score-threshold", type=float, default=0.3, help="detector threshold for the timing runs")
     ap.add_argument("--ap-threshold", type=float, default=0.1, help="detector threshold for the AP run")
     ap.add_argument("--max-persons", type=int, default=20)
+    ap.add_argument("--no-overlap", action="store_true", help="no overlapped-stage twin of each row")
     ap.add_argument("--quick", action="store_true", help="few images and frames: under 3 minutes on 2 cores")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)

@@ -8,12 +8,12 @@ by the functions that need them.  The two-line API::
 """
 __version__ = "0.1.0"
 
-__all__ = ["Pipeline", "__version__"]
+__all__ = ["Pipeline", "Detector", "PoseEstimator", "__version__"]
 
 
 def __getattr__(name):  # lazy attributes keep `import edgepose` light
-    if name == "Pipeline":
-        from edgepose.pipeline.pipeline import Pipeline
+    if name in ("Pipeline", "Detector", "PoseEstimator"):
+        import edgepose.pipeline
 
-        return Pipeline
+        return getattr(edgepose.pipeline, name)
     raise AttributeError(f"module 'edgepose' has no attribute {name!r}")

@@ -48,16 +48,10 @@ NEVER = {  # extra edges forbidden whatever the ranks say
 ALLOWED = {
     ("edgepose.models.defaults", "edgepose.export"):
         "exporting the default models is default-model resolution, which moves to workflows (issue 11 item 1)",
-    ("edgepose.pipeline.pipeline", "edgepose.eval.timing"):
-        "StageTimer moves into the pipeline (issue 11 item 4)",
-    ("edgepose.pipeline.run_loop", "edgepose.eval.timing"):
-        "StageTimer moves into the pipeline (issue 11 item 4)",
     ("edgepose.quant.build_checks", "edgepose.backends"):
         "engine building moves to workflows (issue 11 item 1)",
     ("edgepose.quant.build_checks", "edgepose.models.defaults"):
         "default-model resolution moves to workflows (issue 11 item 1)",
-    ("edgepose.serving.triton_models", "edgepose.eval.timing"):
-        "StageTimer moves into the pipeline (issue 11 item 4)",
     ("edgepose.quant.calibration", "edgepose.backends.onnxruntime"):
         "feeds from the pipeline move to workflows (issue 11 item 1)",
     ("edgepose.quant.build", "edgepose.eval.dataset_eval"):

@@ -335,7 +335,7 @@ def test_draw_poses_marks_the_frame(models):
 
 
 def test_timing_stats():
-    from edgepose.eval.timing import LatencyStats, StageTimer, format_latency_table
+    from edgepose.pipeline.timing import LatencyStats, StageTimer, format_latency_table
 
     st = LatencyStats.from_samples(range(1, 101))
     assert st.count == 100 and st.mean == pytest.approx(50.5)

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from edgepose.eval.timing import RESERVOIR, STAGES, LatencySeries, StageTimer
+from edgepose.pipeline.timing import RESERVOIR, STAGES, LatencySeries, StageTimer
 
 
 def _frames(timer, values):

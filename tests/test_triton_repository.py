@@ -108,7 +108,7 @@ import numpy as np
 import edgepose.serving.triton_models as tm
 assert tm.__file__.startswith({str(repo)!r}), tm.__file__
 pipe = tm.build_pipeline(json.loads(open({str(repo / 'edgepose' / 'pipeline.json')!r}).read()))
-coords, scores = pipe._keypoints({{"heatmaps": np.load({str(tmp_path / 'heat.npy')!r})}}, np.load({str(tmp_path / 'boxes.npy')!r}))
+coords, scores = pipe.pose_estimator.decode({{"heatmaps": np.load({str(tmp_path / 'heat.npy')!r})}}, np.load({str(tmp_path / 'boxes.npy')!r}))
 np.save({str(tmp_path / 'coords.npy')!r}, coords)
 from edgepose.pipeline.preprocess import crop_people
 crops, _ = crop_people(np.zeros((64, 48, 3), np.uint8), np.load({str(tmp_path / 'boxes.npy')!r}), pipe.pose_meta)

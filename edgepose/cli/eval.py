@@ -42,7 +42,7 @@ def eval_cmd(ann, images_dir, det, pose, backend, json_path, results_path, limit
     folder and the command exits 1 saying where.
     """
     from edgepose.eval.dataset_eval import evaluate_pipeline, format_metrics
-    from edgepose.eval.timing import format_latency_table
+    from edgepose.pipeline.timing import format_latency_table
     from edgepose.outputs import check_outputs, write_each
     from edgepose.pipeline.pipeline import Pipeline
 

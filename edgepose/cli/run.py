@@ -115,10 +115,12 @@ def _run_on_triton(url, det, src, loop_kw):
 @click.option("--kp-threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Joints below this score are not drawn.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--overlap", is_flag=True, help="Run the detector on the next frame while the pose model works on "
+              "this one (same results; ONNX Runtime sessions get half the CPU threads each unless --threads).")
 @click.option("--triton", metavar="URL", help="Run on a Triton server (`edgepose serve`): HOST:PORT (HTTP) or "
               "grpc://HOST:PORT; the models and their options are the server's.")
 def run(det, pose, camera, source, show, save, json_path, backend, score_threshold, max_persons, flip, det_mode,
-        threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress, triton):
+        threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress, overlap, triton):
     """Detect people and estimate their 17 COCO keypoints on a camera, video, image folder or stream.
 
     Without --det/--pose it uses the built-in default models, trained on synthetic people: they
@@ -132,6 +134,7 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
       edgepose run --det det.engine --pose pose.engine --source clip.mp4 --save out.mp4
       edgepose run --det det.onnx --pose pose.onnx --source val2017/ --json results.json
       edgepose run --det bare.onnx --input-size det:512x512 --pose pose.onnx --source img.jpg
+      edgepose run --det det.onnx --pose pose.onnx --source clip.mp4 --overlap
 
     At the end it prints the per-stage latency table (mean, p50, p90, p99 in ms), the FPS and
     how many frames were read and skipped.  Ctrl-C or a stream that stops keeps what was
@@ -150,6 +153,10 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
     overrides = _parse_overrides(input_sizes, means, stds)
     check_outputs({"--source": source, "--det": det, "--pose": pose}, {"--save": save, "--json": json_path})
     src = open_source(camera=camera, source=source)  # fail fast on a bad camera/file
+    if triton and overlap:
+        src.close()
+        raise UsageError("--overlap runs the two local models side by side; with --triton the server schedules "
+                         "them, so drop --overlap")
     if triton:
         return _run_on_triton(triton, det, src, dict(show=show, save=save, json_path=json_path,
                                                      progress=not no_progress, kp_threshold=kp_threshold,
@@ -161,12 +168,12 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
         pipe = Pipeline.from_files(det, pose, backend=backend, det_overrides=overrides["det"] or None,
                                    pose_overrides=overrides["pose"] or None, runner_kw=runner_kw,
                                    score_threshold=score_threshold, max_persons=max_persons,
-                                   det_mode=det_mode, flip=flip)
+                                   det_mode=det_mode, flip=flip, overlap=overlap)
     except BaseException:
         src.close()
         raise
     summary = run_source(pipe, src, show=show, save=save, json_path=json_path, progress=not no_progress,
-                         kp_threshold=kp_threshold, max_frames=max_frames)
+                         kp_threshold=kp_threshold, max_frames=max_frames, overlap=overlap)
     click.echo(summary.report())
     if summary.interrupted:
         sys.exit(130)  # Ctrl-C: the outputs above hold every processed frame

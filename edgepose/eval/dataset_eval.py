@@ -74,7 +74,7 @@ def evaluate_pipeline(pipe, ann_file, images_dir, limit: int | None = None, prog
     """
     from edgepose.data.sources import read_image_checked
     from edgepose.eval.coco import evaluate
-    from edgepose.eval.timing import StageTimer
+    from edgepose.pipeline.timing import StageTimer
 
     coco = load_person_coco(ann_file, limit=limit)
     images_dir = Path(images_dir)

@@ -10,7 +10,7 @@ from edgepose._lazy import lazy_exports
 _EXPORTS = {
     "edgepose.pipeline.affine": ("get_affine_transform", "affine_points"),
     "edgepose.pipeline.preprocess": (
-        "normalize_to_chw", "ctdet_preprocess", "ctdet_postprocess", "box_to_center_scale",
+        "normalize_to_chw", "normalize_into", "ctdet_geometry", "ctdet_preprocess", "ctdet_postprocess", "box_to_center_scale",
         "crop_people", "cornernet_preprocess",
     ),
     "edgepose.pipeline.decode": (
@@ -19,6 +19,10 @@ _EXPORTS = {
         "pose_scores", "CORNERNET_SQUEEZE_TEST",
     ),
     "edgepose.pipeline.nms": ("soft_nms", "pose_nms"),
-    "edgepose.pipeline.pipeline": ("Pipeline",),
+    "edgepose.pipeline.pipeline": ("Pipeline", "PoseResult"),
+    "edgepose.pipeline.detector": ("Detector", "Detections"),
+    "edgepose.pipeline.pose_estimator": ("PoseEstimator", "Poses"),
+    "edgepose.pipeline.overlap": ("run_overlapped",),
+    "edgepose.pipeline.timing": ("StageTimer", "LatencyStats", "format_latency_table"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

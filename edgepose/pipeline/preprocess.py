@@ -13,7 +13,9 @@ from edgepose.pipeline.affine import affine_points, get_affine_transform
 
 __all__ = [
     "normalize_to_chw",
+    "ctdet_geometry",
     "ctdet_preprocess",
+    "normalize_into",
     "ctdet_postprocess",
     "box_to_center_scale",
     "crop_people",
@@ -77,19 +79,11 @@ def _scaled_size(image_bgr, test_scale):
 # ----------------------------------------------------------------------------- CenterNet
 
 
-def ctdet_preprocess(image_bgr, meta, mode="fix_res", test_scale=1.0, pad=None, flip=False):
-    """CenterNet ``pre_process``: resize by ``test_scale``, warp, normalise.
+def ctdet_geometry(image_bgr, meta, mode="fix_res", test_scale=1.0, pad=None):
+    """CenterNet test geometry of a frame: ``(resized frame, info)``.
 
-    ``mode="fix_res"``: input ``meta.input_size`` (H, W); ``c = (new_w/2, new_h/2)`` floats and
-    ``s = max(h, w)`` of the **original** image (official).
-    ``mode="keep_res"``: input ``((new_h | pad) + 1, (new_w | pad) + 1)`` -- the smallest
-    multiple of 32 strictly above the size (pad 31; 127 for hourglass); ``c`` integer halves,
-    ``s = [inp_w, inp_h]``: a pure translation.  Only usable with models exported with dynamic
-    H/W.  ``pad`` defaults to ``meta.extra.get("pad", 31)``.
-
-    Returns ``(tensor float32 [1,3,H,W], info)`` (``[2,3,H,W]`` with the mirrored copy when
-    ``flip=True``); ``info`` has ``c``, ``s``, ``out_h``, ``out_w``, ``inp_h``, ``inp_w``,
-    ``scale`` and ``trans_input``.
+    ``info`` holds ``c``, ``s``, ``out_h``, ``out_w``, ``inp_h``, ``inp_w``, ``scale`` and
+    ``trans_input`` (frame -> network input); see :func:`ctdet_preprocess` for the rules.
     """
     import cv2
 
@@ -109,17 +103,59 @@ def ctdet_preprocess(image_bgr, meta, mode="fix_res", test_scale=1.0, pad=None, 
     down = _stride(meta, "hm", 4)
     trans = get_affine_transform(c, s, 0, (inp_w, inp_h))
     resized = image_bgr if (new_h, new_w) == (height, width) else cv2.resize(image_bgr, (new_w, new_h))
-    warped = cv2.warpAffine(resized, trans, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
-    chw = normalize_to_chw(warped, meta)
-    tensor = chw[None]
-    if flip:
-        tensor = np.concatenate([tensor, tensor[:, :, :, ::-1]], axis=0)
-    tensor = np.ascontiguousarray(tensor)
     info = {
         "c": c, "s": s, "out_h": inp_h // down, "out_w": inp_w // down,
         "inp_h": inp_h, "inp_w": inp_w, "scale": float(test_scale), "trans_input": trans,
     }
-    return tensor, info
+    return resized, info
+
+
+def ctdet_preprocess(image_bgr, meta, mode="fix_res", test_scale=1.0, pad=None, flip=False):
+    """CenterNet ``pre_process``: resize by ``test_scale``, warp, normalise.
+
+    ``mode="fix_res"``: input ``meta.input_size`` (H, W); ``c = (new_w/2, new_h/2)`` floats and
+    ``s = max(h, w)`` of the **original** image (official).
+    ``mode="keep_res"``: input ``((new_h | pad) + 1, (new_w | pad) + 1)`` -- the smallest
+    multiple of 32 strictly above the size (pad 31; 127 for hourglass); ``c`` integer halves,
+    ``s = [inp_w, inp_h]``: a pure translation.  Only usable with models exported with dynamic
+    H/W.  ``pad`` defaults to ``meta.extra.get("pad", 31)``.
+
+    Returns ``(tensor float32 [1,3,H,W], info)`` (``[2,3,H,W]`` with the mirrored copy when
+    ``flip=True``); ``info`` has ``c``, ``s``, ``out_h``, ``out_w``, ``inp_h``, ``inp_w``,
+    ``scale`` and ``trans_input``.
+    """
+    import cv2
+
+    resized, info = ctdet_geometry(image_bgr, meta, mode=mode, test_scale=test_scale, pad=pad)
+    warped = cv2.warpAffine(resized, info["trans_input"], (info["inp_w"], info["inp_h"]), flags=cv2.INTER_LINEAR)
+    tensor = normalize_to_chw(warped, meta)[None]
+    if flip:
+        tensor = np.concatenate([tensor, tensor[:, :, :, ::-1]], axis=0)
+    return np.ascontiguousarray(tensor), info
+
+
+def normalize_into(images_hwc, out, meta, skip_scale=None):
+    """``[N,H,W,3]`` BGR pixels -> ``out[N,3,H,W]`` (float32/16) in ``meta.channel_order``, one
+    fused multiply-add per channel: ``pixel * (scale / std) - mean / std`` (equal to
+    :func:`normalize_to_chw` up to float32 rounding, ~1e-6).  The channel swap is done by
+    reading the source channel, so no RGB copy of the frame is made.  ``skip_scale [N]`` bool:
+    crops normalised without ``meta.scale`` (AlphaPose's ``im_to_torch`` quirk)."""
+    order = str(meta.channel_order).upper()
+    if order not in ("RGB", "BGR"):
+        raise UsageError(f"unsupported channel_order {meta.channel_order!r}; use 'BGR' or 'RGB'")
+    std = np.asarray(meta.std, dtype=np.float32)
+    if np.any(std == 0):
+        raise UsageError(f"meta.std contains 0 ({meta.std}); fix the model metadata")
+    mult = np.float32(meta.scale) / std
+    shift = -np.asarray(meta.mean, dtype=np.float32) / std
+    for ch in range(3):
+        src = images_hwc[..., 2 - ch if order == "RGB" else ch]
+        factor = mult[ch]
+        if skip_scale is not None and np.any(skip_scale):
+            factor = np.where(skip_scale, np.float32(1.0) / std[ch], mult[ch]).astype(np.float32)[:, None, None]
+        np.multiply(src, factor, out=out[:, ch], casting="unsafe")
+        out[:, ch] += shift[ch].astype(out.dtype)
+    return out
 
 
 def ctdet_postprocess(dets, info, test_scale=1.0):
@@ -172,18 +208,20 @@ def box_to_center_scale(boxes_xyxy, aspect_ratio=0.75, scale_mult=1.25):
     return centers, scales
 
 
-def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False):
-    """AlphaPose ``test_transform`` for every box: ``(batch [N,3,H,W] float32, crop_boxes [N,4])``.
+def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None):
+    """AlphaPose ``test_transform`` for every box: ``(batch [N,3,H,W], crop_boxes [N,4])``.
 
-    The frame goes to ``meta.channel_order`` (RGB for AlphaPose), each box is turned into a
-    centre/scale (``box_to_center_scale`` with aspect ``W/H`` of ``meta.input_size``), warped
-    with ``get_affine_transform(center, scale, 0, (W, H))`` (bilinear, black border) and
-    normalised as ``(pixel * meta.scale - mean) / std``.  ``crop_boxes`` are the enlarged
-    boxes ``[cx - sw/2, cy - sh/2, cx + sw/2, cy + sh/2]`` used for back-projection.
+    Each box is turned into a centre/scale (``box_to_center_scale`` with aspect ``W/H`` of
+    ``meta.input_size``) and the frame warped with ``get_affine_transform(center, scale, 0,
+    (W, H))`` (bilinear, black border) straight into one ``[N,H,W,3]`` pixel buffer; the whole
+    batch is then normalised at once by :func:`normalize_into` (``meta.channel_order``, RGB for
+    AlphaPose).  ``crop_boxes`` are the enlarged boxes ``[cx - sw/2, cy - sh/2, cx + sw/2,
+    cy + sh/2]`` used for back-projection.
 
-    ``official_max_quirk=True`` reproduces AlphaPose's ``im_to_torch``, which divides by 255
-    only when the crop's maximum is above 1 (an all-black-ish crop stays unscaled); the
-    default always scales.
+    ``out``: a preallocated ``[M>=N,3,H,W]`` float32/float16 array to write into (the result
+    is ``out[:N]``); float32 is allocated otherwise.  ``official_max_quirk=True`` reproduces
+    AlphaPose's ``im_to_torch``, which divides by 255 only when the crop's maximum is above 1;
+    the default always scales.
     """
     import cv2
 
@@ -195,24 +233,21 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False):
     if boxes.ndim != 2 or boxes.shape[1] < 4:
         raise UsageError(f"boxes must be [N, 4] (x1, y1, x2, y2), got shape {boxes.shape}")
     boxes = boxes[:, :4]
+    n = len(boxes)
     centers, scales = box_to_center_scale(boxes, aspect_ratio=inp_w / inp_h)
     if np.any(scales[:, 0] <= 0):
         bad = int(np.argmax(scales[:, 0] <= 0))
         raise UsageError(f"box {bad} {boxes[bad].tolist()} has zero or negative size; drop empty boxes before cropping")
-    order = str(meta.channel_order).upper()
-    if order not in ("RGB", "BGR"):
-        raise UsageError(f"unsupported channel_order {meta.channel_order!r}; use 'BGR' or 'RGB'")
-    src = np.ascontiguousarray(image_bgr[:, :, ::-1]) if order == "RGB" else image_bgr
-    mean = np.asarray(meta.mean, dtype=np.float32).reshape(3, 1, 1)
-    std = np.asarray(meta.std, dtype=np.float32).reshape(3, 1, 1)
-    batch = np.empty((len(boxes), 3, inp_h, inp_w), dtype=np.float32)
-    for i in range(len(boxes)):
+    if out is None:
+        out = np.empty((n, 3, inp_h, inp_w), dtype=np.float32)
+    elif out.shape[0] < n or tuple(out.shape[1:]) != (3, inp_h, inp_w):
+        raise UsageError(f"crop buffer {out.shape} cannot hold {n} crops of 3x{inp_h}x{inp_w}")
+    pixels = np.empty((n, inp_h, inp_w, 3), dtype=image_bgr.dtype)
+    for i in range(n):  # one OpenCV call per crop; everything else is batched
         trans = get_affine_transform(centers[i], scales[i], 0, (inp_w, inp_h))
-        crop = cv2.warpAffine(src, trans, (inp_w, inp_h), flags=cv2.INTER_LINEAR)
-        chw = crop.transpose(2, 0, 1).astype(np.float32)
-        if not official_max_quirk or chw.max() > 1:
-            chw *= np.float32(meta.scale)
-        batch[i] = (chw - mean) / std
+        cv2.warpAffine(image_bgr, trans, (inp_w, inp_h), dst=pixels[i], flags=cv2.INTER_LINEAR)
+    skip = pixels.reshape(n, -1).max(axis=1) <= 1 if official_max_quirk else None
+    batch = normalize_into(pixels, out[:n], meta, skip_scale=skip)
     half = scales * 0.5
     crop_boxes = np.concatenate([centers - half, centers + half], axis=1).astype(np.float32)
     return batch, crop_boxes

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepose.errors import UsageError
-from edgepose.eval.timing import StageTimer, format_latency_table
+from edgepose.pipeline.timing import StageTimer, format_latency_table
 from edgepose.io_checks import video_writer_error
 from edgepose.pipeline.caps import warn_caps
 from edgepose.outputs import deferred_sigint, interrupt_once
@@ -242,14 +242,18 @@ def _finish_outputs(summary, video, json_path, records, ok: bool):
 
 
 def run_source(pipeline, source, show: bool = False, save=None, json_path=None, progress: bool = True,
-               kp_threshold: float = 0.2, max_frames: int | None = None, on_result=None) -> RunSummary:
+               kp_threshold: float = 0.2, max_frames: int | None = None, on_result=None,
+               overlap: bool = False) -> RunSummary:
     """Run ``pipeline`` on every frame of ``source`` (from :func:`edgepose.data.sources.open_source`).
 
     ``show``: an OpenCV window (q / Esc stops); ``save``: overlay video path; ``json_path``:
-    COCO keypoint results; ``on_result(frame_id, name, frame, result)``: a hook per frame.
-    Returns a :class:`RunSummary`; outputs hold every processed frame even after Ctrl-C or
-    a stream that stopped early.
+    COCO keypoint results; ``on_result(frame_id, name, frame, result)``: a hook per frame;
+    ``overlap``: the detector works one frame ahead of the pose model
+    (:meth:`Pipeline.run_overlapped`; same results).  Returns a :class:`RunSummary`; outputs
+    hold every processed frame even after Ctrl-C or a stream that stopped early.
     """
+    if overlap and not hasattr(pipeline, "run_overlapped"):
+        raise UsageError(f"{type(pipeline).__name__} cannot overlap its stages; drop --overlap")
     summary = RunSummary()
     timer = StageTimer()
     records = []
@@ -271,8 +275,8 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
     with interrupt_once() as guard:  # a second Ctrl-C never cuts the writing of the outputs
         try:
             try:
-                _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar,
-                                kp_threshold, max_frames, on_result, guard)
+                _process_frames(_results(pipeline, source, overlap), source, summary, timer, records, video,
+                                show, json_path, bar, kp_threshold, max_frames, on_result, guard)
             except KeyboardInterrupt:
                 guard.stopping = True
                 summary.interrupted = True
@@ -297,14 +301,22 @@ def run_source(pipeline, source, show: bool = False, save=None, json_path=None, 
     return summary
 
 
-def _process_frames(pipeline, source, summary, timer, records, video, show, json_path, bar, kp_threshold,
+def _results(pipeline, source, overlap: bool):
+    """``((frame_id, frame, name), result)`` per frame of the source, serial or overlapped."""
+    if overlap:
+        yield from pipeline.run_overlapped(source, frame_of=lambda item: item[1])
+        return
+    for item in source:
+        yield item, pipeline(item[1])
+
+
+def _process_frames(results, source, summary, timer, records, video, show, json_path, bar, kp_threshold,
                     max_frames, on_result, guard):
     from edgepose.pipeline.visualize import draw_poses
 
     live_fps = None
-    for frame_id, frame, name in source:
-        t0 = time.perf_counter()
-        result = pipeline(frame)
+    t0 = time.perf_counter()
+    for (frame_id, frame, name), result in results:
         overlay = draw_poses(frame, result, fps=live_fps, kp_threshold=kp_threshold) \
             if video is not None or show else None
         with guard.hold():  # a frame is in the video, the JSON and the counts, or in none of them
@@ -319,13 +331,15 @@ def _process_frames(pipeline, source, summary, timer, records, video, show, json
             source.stop()
         if on_result is not None:
             on_result(frame_id, name, frame, result)
-        dt = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        dt, t0 = t1 - t0, t1
         live_fps = 1.0 / dt if live_fps is None else 0.9 * live_fps + 0.1 / max(dt, 1e-9)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(fps=f"{live_fps:.1f}", people=len(result), refresh=False)
         if max_frames is not None and summary.frames_processed >= max_frames:
             source.stop()
+            break  # overlapped: frames already read ahead are not processed
 
 
 def _check_gui():

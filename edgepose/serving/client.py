@@ -84,9 +84,9 @@ class TritonPipeline:
 
     def __call__(self, frame):
         from edgepose.pipeline.decode import pose_scores
-        from edgepose.pipeline.pipeline import Pipeline, PoseResult
+        from edgepose.pipeline.pipeline import PoseResult, check_frame
 
-        frame = Pipeline._check_frame(frame)
+        frame = check_frame(frame)
         start = time.perf_counter()
         out = self.infer_raw(frame)
         timings = {"triton": (time.perf_counter() - start) * 1e3}

@@ -9,10 +9,10 @@ OpenCV and (for ``OnnxModel``) onnxruntime -- never torch, onnx or tritonclient.
   backend.  With ``max_batch_size > 0`` every request of one execution (the dynamic batcher
   gathers them, from any camera) goes through ONE onnxruntime call.
 * :class:`CropModel` -- :func:`edgepose.pipeline.preprocess.crop_people`.
-* :class:`DecodeModel` -- the pipeline's keypoint decode (``Pipeline._keypoints``).
+* :class:`DecodeModel` -- the pipeline's keypoint decode (``PoseEstimator.decode``).
 * :class:`EntryModel` -- ``edgepose``: BLS.  Detection (preprocess, ``det``, decode, person
   selection) is :meth:`Pipeline.detect` with ``det`` called through BLS; then ``crop``,
-  ``pose`` (split at its max batch by ``Pipeline._pose_infer``) and ``decode``.  BLS rather
+  ``pose`` (split at its max batch by ``PoseEstimator.run_batch``) and ``decode``.  BLS rather
   than an ensemble because a frame may hold no person (an ensemble cannot skip ``pose``,
   and a batch of 0 is not a valid request) or more people than ``pose`` takes at once.
 """
@@ -152,7 +152,9 @@ class DecodeModel(_Model):
 
     def run(self, feed):
         crop_boxes = feed.pop("CROP_BOXES")
-        coords, joint_scores = self.pipe._keypoints(self.pipe._as_float32(feed), crop_boxes)
+        from edgepose.pipeline.detector import as_float32
+
+        coords, joint_scores = self.pipe.pose_estimator.decode(as_float32(feed), crop_boxes)
         keypoints = np.concatenate([coords, joint_scores.reshape(coords.shape[0], coords.shape[1], 1)], axis=2)
         return {"KEYPOINTS": keypoints.astype(np.float32)}
 
@@ -172,17 +174,16 @@ class EntryModel(_Model):
         return {n: pb.get_output_tensor_by_name(response, n).as_numpy() for n in output_names}
 
     def run(self, feed):
-        from edgepose.eval.timing import StageTimer
+        from edgepose.pipeline.pipeline import check_frame
 
         pipe = self.pipe
-        pipe.timer = StageTimer()  # per request: the server keeps no history
-        frame = pipe._check_frame(feed["IMAGE"])
+        frame = check_frame(feed["IMAGE"])
         boxes, box_scores = pipe.detect(frame)
         if len(boxes) == 0:
             return {"BOXES": np.zeros((0, 4), np.float32), "BOX_SCORES": np.zeros((0,), np.float32),
                     "KEYPOINTS": np.zeros((0, self.num_joints, 3), np.float32)}
         crops = self._bls("crop", {"IMAGE": frame, "BOXES": boxes.astype(np.float32)}, ["CROPS", "CROP_BOXES"])
-        pose_out = pipe._pose_infer(crops["CROPS"])
+        pose_out = pipe.pose_estimator.run_batch(crops["CROPS"])
         keypoints = self._bls("decode", {**pose_out, "CROP_BOXES": crops["CROP_BOXES"]}, ["KEYPOINTS"])
         return {"BOXES": boxes.astype(np.float32), "BOX_SCORES": box_scores.astype(np.float32),
                 "KEYPOINTS": keypoints["KEYPOINTS"]}
