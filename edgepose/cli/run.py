@@ -78,6 +78,8 @@ def _run_on_triton(url, det, src, loop_kw):
     finally:
         pipe.close()
     click.echo(summary.report())
+    if summary.interrupted:
+        sys.exit(130)  # Ctrl-C, as the local run: the outputs hold every processed frame
 
 
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
