@@ -194,6 +194,39 @@ def test_deconv_rewrite_equals_conv_transpose(cin, cout, bias):
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
+def _grouped_deconv_model(cin, cout, group, kernel, stride, pads, seed=0):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.standard_normal((cin, cout // group, kernel, kernel)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b")]
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", kernel_shape=[kernel, kernel],
+                            strides=[stride, stride], pads=pads, group=group)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, cin, 5, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# DLA-34's IDAUp: depthwise ConvTranspose(2f, stride f, pad f//2) for f = 2, 4, 8; plus grouped
+# (not depthwise) and asymmetric-pad / odd-stride cases the rewrite also claims
+@pytest.mark.parametrize("cin, cout, group, kernel, stride, pads", [
+    (8, 8, 8, 4, 2, [1, 1, 1, 1]), (6, 6, 6, 8, 4, [2, 2, 2, 2]), (4, 4, 4, 16, 8, [4, 4, 4, 4]),
+    (6, 9, 3, 4, 2, [1, 1, 1, 1]), (4, 4, 2, 3, 2, [1, 1, 0, 0]), (4, 6, 2, 6, 3, [1, 2, 2, 1])])
+def test_grouped_deconv_rewrite_equals_conv_transpose(cin, cout, group, kernel, stride, pads):
+    from edgepose.quant.rewrite import deconv_to_conv_d2s
+
+    model = _grouped_deconv_model(cin, cout, group, kernel, stride, pads)
+    x = [{"x": np.random.default_rng(1).standard_normal((2, cin, 5, 7)).astype(np.float32)}]
+    ref = _run(model, x)["y"]
+    rewritten, names = deconv_to_conv_d2s(onnx.load_from_string(model.SerializeToString()))
+    assert names == ["up"] and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
+    conv = rewritten.graph.node[0]
+    assert onnx.helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == group
+    got = _run(rewritten, x)["y"]
+    assert got.shape == ref.shape == (2, cout, 5 * stride, 7 * stride)
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
 def test_rewrite_and_bn_folding_keep_whole_models_exact(tiny, synth_dir):
     det, pose = tiny
     images = C.load_calibration_images("synthetic:2:3", size=2, progress=False, cache_dir=synth_dir)
