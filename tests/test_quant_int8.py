@@ -162,6 +162,50 @@ def test_every_conv_becomes_qlinearconv_with_cse_disabled(tiny, synth_dir):
         assert all(producers[o.name] == "Conv" for o in q.graph.output)
 
 
+def _ort_optimized(path, tmp_path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["CommonSubexpressionElimination"])
+    return onnx.load(str(tmp_path / "optimized.onnx")).graph
+
+
+def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp_path):
+    """The placement claim, checked on the graph ORT CPU really runs (all optimisation levels):
+    each rewritten deconvolution's DepthToSpace reads the QLinearConv's int8 output (possibly
+    through a layout Transpose) instead of a DequantizeLinear, every residual Add becomes a
+    QLinearAdd, and the extra Q/DQ changes no output value."""
+    det, _ = tiny
+    calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    prepared, info = prepare_fp32(det, cpu_rewrite=True)
+    ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "entropy")
+    paths = {flag: tmp_path / f"det_dm{int(flag)}.int8.onnx" for flag in (False, True)}
+    for flag, path in paths.items():
+        quantize_int8(prepared, ranges, path, int8_data_movement=flag)  # lint runs inside (raises on issues)
+    graph = _ort_optimized(paths[True], tmp_path)
+    producer = {o: n for n in graph.node for o in n.output}
+    d2s = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert len(d2s) == len(info["deconv_rewritten"]) == 3
+    for node in d2s:
+        src = producer[node.input[0]]
+        if src.op_type == "Transpose":
+            src = producer[src.input[0]]
+        assert src.op_type == "QLinearConv", node.name
+    residual_adds = len([n for n in quantizable_nodes(prepared) if n.endswith("Add")])
+    assert sum(n.op_type == "QLinearAdd" for n in graph.node) == residual_adds > 0
+    before = _ort_optimized(paths[False], tmp_path)
+    assert all(producer_op == "DequantizeLinear" for producer_op in
+               ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]
+                for n in before.node if n.op_type == "DepthToSpace"))
+    feeds = C.det_feeds(calib, det)[:2]
+    ref, got = _run(onnx.load(str(paths[False])), feeds), _run(onnx.load(str(paths[True])), feeds)
+    for name in ref:
+        assert np.abs(got[name] - ref[name]).max() <= 1e-6 * np.abs(ref[name]).max() + 1e-7, name
+    assert lint_qdq(paths[True]) == []
+
+
 # ----------------------------------------------------------------------------- rewrites
 def _deconv_model(cin, cout, bias, seed=0):
     from onnx import TensorProto, helper, numpy_helper

@@ -123,19 +123,23 @@ def drop_output_qdq(model) -> list:
 
 
 def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=QUANT_OPS, meta=None,
-                  extra_meta: dict | None = None, lint: bool = True, quantize_outputs: bool = False):
+                  extra_meta: dict | None = None, lint: bool = True, quantize_outputs: bool = False,
+                  int8_data_movement: bool = True):
     """Write the Q/DQ INT8 version of the (prepared) FP32 ``model`` to ``out_path``.
 
     ``ranges``: ``{tensor: amax}`` from :func:`edgepose.quant.calibration.compute_ranges`.
     ``nodes_to_exclude``: node names kept in FP32.  ``meta``: the edgepose ModelMeta to
     embed (``precision`` is set to ``int8``).  ``quantize_outputs``: also quantize the graph
     outputs (default: the final layers output float, see :func:`drop_output_qdq`).
+    ``int8_data_movement``: Q/DQ after DepthToSpace so ORT runs it on int8 (exact; see
+    :mod:`edgepose.quant.placement`).
     Returns the quantized ``onnx.ModelProto``.
     """
     import onnx
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
+    from edgepose.quant.placement import quantize_through_data_movement
 
     model = name_nodes(load_model(model))
     if meta is None:
@@ -146,6 +150,8 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
     qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    if int8_data_movement:
+        quantize_through_data_movement(qmodel)
     if not quantize_outputs:
         drop_output_qdq(qmodel)
     if meta is not None:
