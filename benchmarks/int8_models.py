@@ -50,12 +50,13 @@ def matmul_peak_gops(threads: int, n: int = 1024, runs: int = 5) -> dict:
 
     rng = np.random.default_rng(0)
     peaks = {}
-    for kind, a_type, b in (("fp32", TensorProto.FLOAT, rng.standard_normal((n, n)).astype(np.float32)),
-                            ("int8", TensorProto.UINT8, rng.integers(-128, 127, (n, n), dtype=np.int8))):
+    for kind, a_type, y_type, b in (
+            ("fp32", TensorProto.FLOAT, TensorProto.FLOAT, rng.standard_normal((n, n)).astype(np.float32)),
+            ("int8", TensorProto.UINT8, TensorProto.INT32, rng.integers(-128, 127, (n, n), dtype=np.int8))):
         op = "MatMul" if kind == "fp32" else "MatMulInteger"
         graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["y"])], "peak",
                                   [helper.make_tensor_value_info("a", a_type, [n, n])],
-                                  [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)],
+                                  [helper.make_tensor_value_info("y", y_type, [n, n])],
                                   [numpy_helper.from_array(b, "b")])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         a = (rng.standard_normal((n, n)).astype(np.float32) if kind == "fp32"
@@ -112,9 +113,9 @@ def build_variants(name: str, out: Path, batch: int, calib: int, threads: int, c
     ranges = C.compute_ranges(stats, "entropy", full_range=C.head_tensors(prepared))
     keep = cpu_float_nodes(prepared)
     quantize_int8(prepared, ranges, paths["int8"], nodes_to_exclude=keep)  # linted inside
-    if compare:  # the placement before this branch: DepthToSpace left in float
+    if compare:  # the placement before edgepose.quant.placement
         paths["int8_before"] = out / f"{name}.b{batch}.int8_before.onnx"
-        quantize_int8(prepared, ranges, paths["int8_before"], nodes_to_exclude=keep, int8_data_movement=False)
+        quantize_int8(prepared, ranges, paths["int8_before"], nodes_to_exclude=keep, improve_placement=False)
     return paths
 
 
@@ -166,7 +167,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compare-placement", action="store_true",
-                    help="also time INT8 without the DepthToSpace Q/DQ placement (int8_before)")
+                    help="also time INT8 without the placement fixes of edgepose.quant.placement (int8_before)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

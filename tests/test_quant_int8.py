@@ -176,14 +176,15 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     """The placement claim, checked on the graph ORT CPU really runs (all optimisation levels):
     each rewritten deconvolution's DepthToSpace reads the QLinearConv's int8 output (possibly
     through a layout Transpose) instead of a DequantizeLinear, every residual Add becomes a
-    QLinearAdd, and the extra Q/DQ changes no output value."""
+    QLinearAdd, Relus become QLinearLeakyRelu lookups, and none of it changes an output value
+    beyond float rounding."""
     det, _ = tiny
     calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
     prepared, info = prepare_fp32(det, cpu_rewrite=True)
     ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "entropy")
     paths = {flag: tmp_path / f"det_dm{int(flag)}.int8.onnx" for flag in (False, True)}
     for flag, path in paths.items():
-        quantize_int8(prepared, ranges, path, int8_data_movement=flag)  # lint runs inside (raises on issues)
+        quantize_int8(prepared, ranges, path, improve_placement=flag)  # lint runs inside (raises on issues)
     graph = _ort_optimized(paths[True], tmp_path)
     producer = {o: n for n in graph.node for o in n.output}
     d2s = [n for n in graph.node if n.op_type == "DepthToSpace"]
@@ -195,6 +196,19 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
         assert src.op_type == "QLinearConv", node.name
     residual_adds = len([n for n in quantizable_nodes(prepared) if n.endswith("Add")])
     assert sum(n.op_type == "QLinearAdd" for n in graph.node) == residual_adds > 0
+    # every DQ -> Relu -> Q became LeakyRelu(0) and runs as an int8 lookup; the Relus left are
+    # residual forks (several QuantizeLinear users) and the stem's (feeding MaxPool)
+    q = onnx.load(str(paths[True]))
+    users = {}
+    for n in q.graph.node:
+        for name in n.input:
+            users.setdefault(name, []).append(n.op_type)
+    lookups = [n for n in q.graph.node if n.op_type == "LeakyRelu"]
+    left = [n for n in q.graph.node if n.op_type == "Relu"]
+    assert len(lookups) + len(left) == sum(n.op_type == "Relu" for n in prepared.graph.node)
+    assert all(len(users[n.output[0]]) > 1 or users[n.output[0]] == ["MaxPool"] for n in left)
+    assert sum(n.op_type == "QLinearLeakyRelu" for n in graph.node) == len(lookups) > len(left)
+    assert sum(n.op_type in ("Relu", "LeakyRelu") for n in graph.node) == len(left)
     before = _ort_optimized(paths[False], tmp_path)
     assert all(producer_op == "DequantizeLinear" for producer_op in
                ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]

@@ -8,6 +8,12 @@ checked by :mod:`edgepose.quant.lint`).
   bytes, with a layout transpose on each side.  A Q/DQ pair with its input's scale after it
   (DepthToSpace only moves values, so that is exact) lets ORT's QDQ optimiser drop both
   pairs and run it on int8, straight from the QLinearConv output.
+* :func:`relu_as_int8_lookup` (CPU targets): a ``Relu`` between a DequantizeLinear and a
+  QuantizeLinear ran in float (dequantize, max, quantize: three passes over a float tensor)
+  between two QLinearConvs.  ORT fuses ``DQ -> LeakyRelu -> Q`` into ``QLinearLeakyRelu`` (one
+  int8 -> int8 table lookup), and ``LeakyRelu(alpha=0)`` *is* ``Relu``, so the rewrite is exact
+  and keeps the same two scales; the Q/DQ graph stays symmetric int8.  A Relu feeding several
+  QuantizeLinear nodes (a residual fork) stays: ORT's fusion needs one.
 """
 from __future__ import annotations
 
@@ -46,6 +52,28 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
         position = list(graph.node).index(node) + 1
         for offset, extra in enumerate(new):
             graph.node.insert(position + offset, extra)
+        done.append(node.name)
+    return done
+
+
+def relu_as_int8_lookup(model) -> list:
+    """Turn every ``DQ -> Relu -> Q`` (one QuantizeLinear consumer) into ``LeakyRelu(alpha=0)``.
+    In place; returns the node names."""
+    from onnx import helper
+
+    graph = model.graph
+    producer, users = producers(graph), consumers(graph)
+    done = []
+    for node in graph.node:
+        if node.op_type != "Relu":
+            continue
+        src = producer.get(node.input[0])
+        out_users = users.get(node.output[0], [])
+        if src is None or src.op_type != "DequantizeLinear" or len(out_users) != 1 \
+                or out_users[0][0].op_type != "QuantizeLinear":
+            continue
+        node.op_type = "LeakyRelu"
+        node.attribute.append(helper.make_attribute("alpha", 0.0))
         done.append(node.name)
     return done
 
