@@ -239,6 +239,8 @@ def fusion_summary(model_path, disable_cse: bool = True) -> dict:
         "QLinearConv": qconv,
         "float_conv": float_conv,
         "QLinearAdd": ops.get("QLinearAdd", 0),
+        "QLinearLeakyRelu": ops.get("QLinearLeakyRelu", 0),  # Relus run as int8 lookups (CPU builds)
+        "float_relu": ops.get("Relu", 0) + ops.get("LeakyRelu", 0),
         "QuantizeLinear": ops.get("QuantizeLinear", 0),
         "DequantizeLinear": ops.get("DequantizeLinear", 0),
         "conv_fused_fraction": round(qconv / max(1, qconv + float_conv), 4),
