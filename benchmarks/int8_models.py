@@ -157,6 +157,16 @@ def interleaved_ms(paths: dict, feed_fp32: np.ndarray, rounds: int, threads: int
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def _row(batch, paths, ms, peak, threads) -> dict:
+    macs = count_macs(paths["fp32"])
+    return {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()},
+            "speedup_vs_fp32": {k: round(ms["fp32"] / v, 3) for k, v in ms.items()},
+            "gmacs": round(macs / 1e9, 2),
+            "int8_peak_fraction": round(2 * macs / (ms["int8"] / 1000) / 1e9 / peak["int8"], 3),
+            "fp32_peak_fraction": round(2 * macs / (ms["fp32"] / 1000) / 1e9 / peak["fp32"], 3),
+            "int8_ort_graph": ort_graph_counts(paths["int8"], threads)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/int8_models", help="folder for the ONNX files and int8_models.json")
@@ -174,23 +184,22 @@ def main(argv=None) -> int:
     peak = matmul_peak_gops(args.threads)
     report = {"weights": "random (BatchNorm re-estimated, heads rescaled): timing only",
               "threads": args.threads, "peak_gops": {k: round(v, 1) for k, v in peak.items()}, "models": {}}
-    print(f"peak (ORT 1024^3, {args.threads} threads): FP32 MatMul {peak['fp32']:.0f} GFLOP/s, "
-          f"INT8 MatMulInteger {peak['int8']:.0f} GOP/s")
+    rows = {}
     for name in args.models.split(","):
         batch = args.pose_batch if ROLES.get(name) == "pose" else args.det_batch
         paths = build_variants(name, out, batch, args.calib, args.threads, args.compare_placement)
         ms = interleaved_ms(paths, sample_inputs(name, batch, seed=900), args.rounds, args.threads)
-        macs = count_macs(paths["fp32"])
-        row = {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()},
-               "speedup_vs_fp32": {k: round(ms["fp32"] / v, 3) for k, v in ms.items()},
-               "gmacs": round(macs / 1e9, 2),
-               "int8_peak_fraction": round(2 * macs / (ms["int8"] / 1000) / 1e9 / peak["int8"], 3),
-               "fp32_peak_fraction": round(2 * macs / (ms["fp32"] / 1000) / 1e9 / peak["fp32"], 3),
-               "int8_ort_graph": ort_graph_counts(paths["int8"], args.threads)}
-        report["models"][name] = row
+        rows[name] = (batch, paths, ms)
+        for kind, value in matmul_peak_gops(args.threads).items():  # best of several: load only lowers it
+            peak[kind] = max(peak[kind], value)
+    report["peak_gops"] = {k: round(v, 1) for k, v in peak.items()}
+    print(f"peak (ORT 1024^3, {args.threads} threads, best of {len(rows) + 1} measurements): FP32 MatMul "
+          f"{peak['fp32']:.0f} GFLOP/s, INT8 MatMulInteger {peak['int8']:.0f} GOP/s")
+    for name, (batch, paths, ms) in rows.items():
+        report["models"][name] = row = _row(batch, paths, ms, peak, args.threads)
+        before = f" (before: {ms['int8_before']:.1f} ms)" if "int8_before" in ms else ""
         print(f"{name} (random weights) batch {batch}: FP32 {ms['fp32']:.1f} ms, FP16 {ms['fp16']:.1f} ms, "
-              f"INT8 {ms['int8']:.1f} ms" + (f" (before: {ms['int8_before']:.1f} ms)" if "int8_before" in ms else "")
-              + f" -> INT8 {row['speedup_vs_fp32']['int8']:.2f}x FP32; "
+              f"INT8 {ms['int8']:.1f} ms{before} -> INT8 {row['speedup_vs_fp32']['int8']:.2f}x FP32; "
               f"{row['int8_peak_fraction'] * 100:.0f}% of INT8 peak, FP32 at {row['fp32_peak_fraction'] * 100:.0f}% "
               f"of FP32 peak; ORT INT8 graph {row['int8_ort_graph']}")
     (out / "int8_models.json").write_text(json.dumps(report, indent=2))
