@@ -1,6 +1,6 @@
 """ORT CPU FP32 / FP16 / INT8 latency of real-size zoo models (RANDOM weights), interleaved.
 
-    python benchmarks/int8_models.py                       # centernet_res18 512x512 (batch 1) + fastpose_res50 256x192 (batch 8)
+    python benchmarks/int8_models.py     # centernet_res18 512x512 (batch 1) + fastpose_res50 256x192 (batch 8)
     python benchmarks/int8_models.py --rounds 5 --models fastpose_res50 --pose-batch 8
 
 The models are the zoo architectures at their real input sizes with random weights, BatchNorm
@@ -11,7 +11,8 @@ accuracy.  INT8 is built exactly as ``edgepose build --int8 --cpu-rewrite`` buil
 against TensorRT's Q/DQ rules.
 
 Per model it prints the median latency of each precision (sessions timed round-robin, so load
-from other processes hits all alike), the speedup over FP32, what ORT's optimiser left in the
+from other processes hits all alike), the speedup over FP32 in wall time and in process CPU
+time (worker threads not spinning; steadier on a shared machine), what ORT's optimiser left in the
 INT8 graph (QLinearConv, QLinearAdd, float Conv, float Relu, DequantizeLinear->QuantizeLinear
 pairs, Transposes) and the fraction of the CPU's INT8 peak reached:
 
@@ -141,26 +142,37 @@ def ort_graph_counts(path, threads: int) -> dict:
 
 
 def interleaved_ms(paths: dict, feed_fp32: np.ndarray, rounds: int, threads: int) -> dict:
-    """Median ms per precision; each round runs every precision once (FP16 takes float16 input
-    only when its graph input is float16)."""
-    sessions = {k: _session(p, threads) for k, p in paths.items()}
+    """``{"wall": {precision: median ms}, "cpu": {precision: median CPU ms}}``; each round runs
+    every precision once.  Worker threads do not spin (``spinning=False``), so the process CPU
+    time of a run is the work it did: on a shared machine that ratio is steadier than wall
+    time, which other processes' load stretches unevenly."""
+    from edgepose.ort_session import create_session
+
+    sessions = {k: create_session(p, threads=threads, disable_cse=True, spinning=False) for k, p in paths.items()}
     feeds = {}
     for k, s in sessions.items():
         inp = s.get_inputs()[0]
         x = feed_fp32.astype(np.float16) if inp.type == "tensor(float16)" else feed_fp32
         feeds[k] = {inp.name: x}
         s.run(None, feeds[k])
-    times = {k: [] for k in sessions}
+    wall, cpu = {k: [] for k in sessions}, {k: [] for k in sessions}
     for _ in range(rounds):
         for k, s in sessions.items():
-            times[k].append(_timed(s, feeds[k]) * 1000)
-    return {k: float(np.median(v)) for k, v in times.items()}
+            c0, t0 = time.process_time(), time.perf_counter()
+            s.run(None, feeds[k])
+            wall[k].append((time.perf_counter() - t0) * 1000)
+            cpu[k].append((time.process_time() - c0) * 1000)
+    return {"wall": {k: float(np.median(v)) for k, v in wall.items()},
+            "cpu": {k: float(np.median(v)) for k, v in cpu.items()}}
 
 
-def _row(batch, paths, ms, peak, threads) -> dict:
+def _row(batch, paths, times, peak, threads) -> dict:
     macs = count_macs(paths["fp32"])
+    ms, cpu = times["wall"], times["cpu"]
     return {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()},
+            "cpu_ms": {k: round(v, 2) for k, v in cpu.items()},
             "speedup_vs_fp32": {k: round(ms["fp32"] / v, 3) for k, v in ms.items()},
+            "cpu_speedup_vs_fp32": {k: round(cpu["fp32"] / v, 3) for k, v in cpu.items()},
             "gmacs": round(macs / 1e9, 2),
             "int8_peak_fraction": round(2 * macs / (ms["int8"] / 1000) / 1e9 / peak["int8"], 3),
             "fp32_peak_fraction": round(2 * macs / (ms["fp32"] / 1000) / 1e9 / peak["fp32"], 3),
@@ -195,11 +207,14 @@ def main(argv=None) -> int:
     report["peak_gops"] = {k: round(v, 1) for k, v in peak.items()}
     print(f"peak (ORT 1024^3, {args.threads} threads, best of {len(rows) + 1} measurements): FP32 MatMul "
           f"{peak['fp32']:.0f} GFLOP/s, INT8 MatMulInteger {peak['int8']:.0f} GOP/s")
-    for name, (batch, paths, ms) in rows.items():
-        report["models"][name] = row = _row(batch, paths, ms, peak, args.threads)
-        before = f" (before: {ms['int8_before']:.1f} ms)" if "int8_before" in ms else ""
+    for name, (batch, paths, times) in rows.items():
+        report["models"][name] = row = _row(batch, paths, times, peak, args.threads)
+        ms, speed, cpu_speed = times["wall"], row["speedup_vs_fp32"], row["cpu_speedup_vs_fp32"]
+        before = (f" (before: {ms['int8_before']:.1f} ms, {speed['int8_before']:.2f}x; CPU time "
+                  f"{cpu_speed['int8_before']:.2f}x)" if "int8_before" in ms else "")
         print(f"{name} (random weights) batch {batch}: FP32 {ms['fp32']:.1f} ms, FP16 {ms['fp16']:.1f} ms, "
-              f"INT8 {ms['int8']:.1f} ms{before} -> INT8 {row['speedup_vs_fp32']['int8']:.2f}x FP32; "
+              f"INT8 {ms['int8']:.1f} ms -> INT8 {speed['int8']:.2f}x FP32 (CPU time {cpu_speed['int8']:.2f}x)"
+              f"{before}; "
               f"{row['int8_peak_fraction'] * 100:.0f}% of INT8 peak, FP32 at {row['fp32_peak_fraction'] * 100:.0f}% "
               f"of FP32 peak; ORT INT8 graph {row['int8_ort_graph']}")
     (out / "int8_models.json").write_text(json.dumps(report, indent=2))
