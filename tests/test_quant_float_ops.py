@@ -1,4 +1,7 @@
 """float_ops_report: every compute op of an INT8 graph that stays float is listed with why."""
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -38,24 +41,53 @@ def test_report_names_every_float_op_with_its_reason():
     tensors = ["x", "a", "a_relu", "off", "d", "u", "g", "y"]
     q = quantize_int8(model, {t: 2.0 for t in tensors}, None, nodes_to_exclude=["stem"])
     report = {r["node"]: r for r in float_ops_report(q, kept={"stem": "reads the image"})}
-    assert set(report) == {"stem", "dcn", "up_p0", "up_grouped"}
+    assert set(report) == {"stem", "dcn", "up_p0", "up_grouped", "head"}
     assert report["stem"]["reason"] == "reads the image"
     assert report["dcn"]["op_type"] == "DeformConv" and report["dcn"]["reason"] == DEFORM_REASON
     assert "no INT8 ConvTranspose" in report["up_p0"]["reason"] and "cannot" in report["up_p0"]["reason"]
     assert "pads" in report["up_p0"]["reason"]
     assert "would turn it into an INT8 Conv" in report["up_grouped"]["reason"]
-    # the quantized convs are not listed; a kept list without reasons gets the generic one
+    # INT8 in, float out: the head is a graph output (the offsets conv's output is quantized)
+    assert "a graph output" in report["head"]["reason"] and "ONNX Runtime CPU" in report["head"]["reason"]
+    # a kept list without reasons gets the generic one
     plain = {r["node"]: r["reason"] for r in float_ops_report(q, kept=["stem"])}
-    assert "kept in FP32" in plain["stem"] and "offsets" not in plain and "head" not in plain
+    assert "kept in FP32" in plain["stem"]
 
 
-def test_fully_quantized_graph_reports_nothing():
+def test_conv_whose_quantized_output_forks_is_reported():
+    """ORT CPU leaves DQ -> Conv -> Q -> DQ -> {Slice, Slice} in float (DLA-34's offset/mask
+    convs): the report must say so, and the same conv with one reader must not be listed."""
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    starts = [numpy_helper.from_array(np.array([v], np.int64), n) for v, n in ((0, "s0"), (2, "s2"), (4, "s4"))]
+    axes = numpy_helper.from_array(np.array([1], np.int64), "ax")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Slice", ["c", "s0", "s2", "ax"], ["y0"], name="slice0"),
+             helper.make_node("Slice", ["c", "s2", "s4", "ax"], ["y1"], name="slice1")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y0", "y1")],
+                              [w, axes, *starts])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    q = quantize_int8(model, {"x": 3.0, "c": 5.0, "y0": 5.0, "y1": 5.0}, None, quantize_outputs=True)
+    report = float_ops_report(q)
+    assert [r["node"] for r in report] == ["conv"] and "forks to 2 readers" in report[0]["reason"]
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(Path(tempfile.mkdtemp()) / "opt.onnx")
+    ort.InferenceSession(q.SerializeToString(), opts, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["CommonSubexpressionElimination"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    assert "QLinearConv" not in ops  # what the reason claims about ONNX Runtime CPU
+
+
+def test_fully_quantized_graph_reports_nothing():  # output quantized too, so nothing runs float
     rng = np.random.default_rng(1)
     w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
     node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    q = quantize_int8(model, {"x": 3.0, "y": 5.0}, None)
+    q = quantize_int8(model, {"x": 3.0, "y": 5.0}, None, quantize_outputs=True)
     assert float_ops_report(q) == []
     assert [r["op_type"] for r in float_ops_report(onnx.load_from_string(model.SerializeToString()))] == ["Conv"]
