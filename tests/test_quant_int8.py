@@ -162,6 +162,64 @@ def test_every_conv_becomes_qlinearconv_with_cse_disabled(tiny, synth_dir):
         assert all(producers[o.name] == "Conv" for o in q.graph.output)
 
 
+def _ort_optimized(path, tmp_path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                         disabled_optimizers=["CommonSubexpressionElimination"])
+    return onnx.load(str(tmp_path / "optimized.onnx")).graph
+
+
+def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp_path):
+    """The placement claim, checked on the graph ORT CPU really runs (all optimisation levels):
+    each rewritten deconvolution's DepthToSpace reads the QLinearConv's int8 output (possibly
+    through a layout Transpose) instead of a DequantizeLinear, every residual Add becomes a
+    QLinearAdd, Relus become QLinearLeakyRelu lookups, and none of it changes an output value
+    beyond float rounding."""
+    det, _ = tiny
+    calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    prepared, info = prepare_fp32(det, cpu_rewrite=True)
+    ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "entropy")
+    paths = {flag: tmp_path / f"det_dm{int(flag)}.int8.onnx" for flag in (False, True)}
+    for flag, path in paths.items():
+        quantize_int8(prepared, ranges, path, improve_placement=flag)  # lint runs inside (raises on issues)
+    graph = _ort_optimized(paths[True], tmp_path)
+    producer = {o: n for n in graph.node for o in n.output}
+    d2s = [n for n in graph.node if n.op_type == "DepthToSpace"]
+    assert len(d2s) == len(info["deconv_rewritten"]) == 3
+    for node in d2s:
+        src = producer[node.input[0]]
+        if src.op_type == "Transpose":
+            src = producer[src.input[0]]
+        assert src.op_type == "QLinearConv", node.name
+    residual_adds = len([n for n in quantizable_nodes(prepared) if n.endswith("Add")])
+    assert sum(n.op_type == "QLinearAdd" for n in graph.node) == residual_adds > 0
+    # every DQ -> Relu -> Q became LeakyRelu(0) and runs as an int8 lookup; the Relus left are
+    # residual forks (several QuantizeLinear users) and the stem's (feeding MaxPool)
+    q = onnx.load(str(paths[True]))
+    users = {}
+    for n in q.graph.node:
+        for name in n.input:
+            users.setdefault(name, []).append(n.op_type)
+    lookups = [n for n in q.graph.node if n.op_type == "LeakyRelu"]
+    left = [n for n in q.graph.node if n.op_type == "Relu"]
+    assert len(lookups) + len(left) == sum(n.op_type == "Relu" for n in prepared.graph.node)
+    assert all(len(users[n.output[0]]) > 1 or users[n.output[0]] == ["MaxPool"] for n in left)
+    assert sum(n.op_type == "QLinearLeakyRelu" for n in graph.node) == len(lookups) > len(left)
+    assert sum(n.op_type in ("Relu", "LeakyRelu") for n in graph.node) == len(left)
+    before = _ort_optimized(paths[False], tmp_path)
+    assert all(producer_op == "DequantizeLinear" for producer_op in
+               ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]
+                for n in before.node if n.op_type == "DepthToSpace"))
+    feeds = C.det_feeds(calib, det)[:2]
+    ref, got = _run(onnx.load(str(paths[False])), feeds), _run(onnx.load(str(paths[True])), feeds)
+    for name in ref:
+        assert np.abs(got[name] - ref[name]).max() <= 1e-6 * np.abs(ref[name]).max() + 1e-7, name
+    assert lint_qdq(paths[True]) == []
+
+
 # ----------------------------------------------------------------------------- rewrites
 def _deconv_model(cin, cout, bias, seed=0):
     from onnx import TensorProto, helper, numpy_helper
@@ -191,6 +249,39 @@ def test_deconv_rewrite_equals_conv_transpose(cin, cout, bias):
     assert [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
     got = _run(rewritten, x)["y"]
     assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def _grouped_deconv_model(cin, cout, group, kernel, stride, pads, seed=0):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array(rng.standard_normal((cin, cout // group, kernel, kernel)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(cout).astype(np.float32), "b")]
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", kernel_shape=[kernel, kernel],
+                            strides=[stride, stride], pads=pads, group=group)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, cin, 5, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# DLA-34's IDAUp: depthwise ConvTranspose(2f, stride f, pad f//2) for f = 2, 4, 8; plus grouped
+# (not depthwise) and asymmetric-pad / odd-stride cases the rewrite also claims
+@pytest.mark.parametrize("cin, cout, group, kernel, stride, pads", [
+    (8, 8, 8, 4, 2, [1, 1, 1, 1]), (6, 6, 6, 8, 4, [2, 2, 2, 2]), (4, 4, 4, 16, 8, [4, 4, 4, 4]),
+    (6, 9, 3, 4, 2, [1, 1, 1, 1]), (4, 4, 2, 3, 2, [1, 1, 0, 0]), (4, 6, 2, 6, 3, [1, 2, 2, 1])])
+def test_grouped_deconv_rewrite_equals_conv_transpose(cin, cout, group, kernel, stride, pads):
+    from edgepose.quant.rewrite import deconv_to_conv_d2s
+
+    model = _grouped_deconv_model(cin, cout, group, kernel, stride, pads)
+    x = [{"x": np.random.default_rng(1).standard_normal((2, cin, 5, 7)).astype(np.float32)}]
+    ref = _run(model, x)["y"]
+    rewritten, names = deconv_to_conv_d2s(onnx.load_from_string(model.SerializeToString()))
+    assert names == ["up"] and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
+    conv = rewritten.graph.node[0]
+    assert onnx.helper.get_attribute_value(next(a for a in conv.attribute if a.name == "group")) == group
+    got = _run(rewritten, x)["y"]
+    assert got.shape == ref.shape == (2, cout, 5 * stride, 7 * stride)
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
 

@@ -24,8 +24,9 @@ from edgepose.cli._defaults import say_builtin_models
 @click.option("--eval-images", type=click.Path(file_okay=False), help="Images of --eval-ann.")
 @click.option("--eval-size", default=200, show_default=True, type=int, help="Synthetic eval images.")
 @click.option("--measure/--no-measure", default=False, show_default=True, help="Measure AP of FP32 vs the result.")
-@click.option("--cpu-rewrite", is_flag=True, help="Rewrite ConvTranspose(4x4,s2) as Conv + DepthToSpace so ONNX "
-                                                  "Runtime CPU runs it in INT8 (TensorRT does not need it).")
+@click.option("--cpu-rewrite", is_flag=True, help="ORT CPU target: rewrite ConvTranspose (grouped too) as Conv + "
+                                                  "DepthToSpace so ONNX Runtime CPU runs it in INT8, and run ReLUs "
+                                                  "as INT8 lookups (TensorRT does not need it).")
 @click.option("--det-threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="Detector score for the people whose crops calibrate the pose model.")
 @click.option("--threads", default=2, show_default=True, type=int, help="ONNX Runtime CPU threads for timing/AP.")

@@ -6,7 +6,9 @@ Nothing heavy is imported here; use the submodules:
 * :mod:`edgepose.quant.int8` -- ``prepare_fp32``, ``quantize_int8``, ORT fusion counts
 * :mod:`edgepose.quant.fp16` -- ``convert_fp16``
 * :mod:`edgepose.quant.lint` -- ``lint_qdq``/``check_qdq`` (TensorRT Q/DQ rules)
-* :mod:`edgepose.quant.rewrite` -- BN folding, ConvTranspose -> Conv + DepthToSpace
+* :mod:`edgepose.quant.rewrite` -- BN folding, ConvTranspose (grouped too) -> Conv + DepthToSpace
+* :mod:`edgepose.quant.placement` -- exact Q/DQ placement fixes for ORT CPU fusion
+* :mod:`edgepose.quant.float_ops` -- ``float_ops_report``: the ops an INT8 graph leaves float, and why
 * :mod:`edgepose.quant.sensitivity` -- per-layer sensitivity and the accuracy-budget search
 * :mod:`edgepose.quant.build` -- ``build_precision`` (what ``edgepose build`` runs)
 """

@@ -210,11 +210,13 @@ def _describe_outputs(report, src, outs, metas, precision, benchmark, threads, c
         model = onnx.load(str(path))
         entry = report["models"].setdefault(role, {})
         if precision == "int8":
+            from edgepose.quant.float_ops import float_ops_report
             from edgepose.quant.int8 import fusion_summary
             from edgepose.quant.lint import lint_qdq
 
             issues = lint_qdq(model, allow_float=entry.get("fp32_nodes", ()))
             entry["lint"] = [str(i) for i in issues] or "clean"
+            entry["float_ops"] = float_ops_report(model, kept=entry.get("fp32_nodes", ()))
             entry["ort_cpu_fusion"] = fusion_summary(path)
         entry["sha256"] = sha256_file(path)
         if benchmark:

@@ -32,12 +32,15 @@ log = logging.getLogger("edgepose")
 
 QUANT_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+CPU_TARGET_KEY = "edgepose.int8_cpu_target"
 
 
 def prepare_fp32(model, cpu_rewrite: bool = False):
     """The FP32 graph that is calibrated and quantized: BatchNorms folded into their convs
-    and, with ``cpu_rewrite``, ConvTranspose(4x4,s2,p1) -> Conv3x3 + DepthToSpace.  Both
-    passes are exact.  Returns ``(model, info)``."""
+    and, with ``cpu_rewrite``, ConvTranspose -> Conv + DepthToSpace (see
+    :func:`edgepose.quant.rewrite.deconv_to_conv_d2s`) and the graph marked as a CPU target
+    (``quantize_int8`` then runs Relus as int8 lookups).  Both passes are exact.  Returns
+    ``(model, info)``."""
     import onnx
 
     from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
@@ -51,6 +54,8 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
         model, rewritten = deconv_to_conv_d2s(model)
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
+    if cpu_rewrite:  # quantize_int8 reads it: CPU-only placement (Relu as an int8 lookup)
+        model.metadata_props.add(key=CPU_TARGET_KEY, value="1")
     return model, {"bn_folded": folded, "deconv_rewritten": rewritten}
 
 
@@ -123,19 +128,24 @@ def drop_output_qdq(model) -> list:
 
 
 def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=QUANT_OPS, meta=None,
-                  extra_meta: dict | None = None, lint: bool = True, quantize_outputs: bool = False):
+                  extra_meta: dict | None = None, lint: bool = True, quantize_outputs: bool = False,
+                  improve_placement: bool = True):
     """Write the Q/DQ INT8 version of the (prepared) FP32 ``model`` to ``out_path``.
 
     ``ranges``: ``{tensor: amax}`` from :func:`edgepose.quant.calibration.compute_ranges`.
     ``nodes_to_exclude``: node names kept in FP32.  ``meta``: the edgepose ModelMeta to
     embed (``precision`` is set to ``int8``).  ``quantize_outputs``: also quantize the graph
     outputs (default: the final layers output float, see :func:`drop_output_qdq`).
+    ``improve_placement``: the exact ORT CPU fusion fixes of :mod:`edgepose.quant.placement`
+    (DepthToSpace on int8; on graphs ``prepare_fp32(cpu_rewrite=True)`` marked, Relu as an
+    int8 lookup).
     Returns the quantized ``onnx.ModelProto``.
     """
     import onnx
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
+    from edgepose.quant.placement import quantize_through_data_movement, relu_as_int8_lookup
 
     model = name_nodes(load_model(model))
     if meta is None:
@@ -146,6 +156,10 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
     qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    if improve_placement:
+        quantize_through_data_movement(qmodel)
+        if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
+            relu_as_int8_lookup(qmodel)
     if not quantize_outputs:
         drop_output_qdq(qmodel)
     if meta is not None:
@@ -225,6 +239,8 @@ def fusion_summary(model_path, disable_cse: bool = True) -> dict:
         "QLinearConv": qconv,
         "float_conv": float_conv,
         "QLinearAdd": ops.get("QLinearAdd", 0),
+        "QLinearLeakyRelu": ops.get("QLinearLeakyRelu", 0),  # Relus run as int8 lookups (CPU builds)
+        "float_relu": ops.get("Relu", 0) + ops.get("LeakyRelu", 0),
         "QuantizeLinear": ops.get("QuantizeLinear", 0),
         "DequantizeLinear": ops.get("DequantizeLinear", 0),
         "conv_fused_fraction": round(qconv / max(1, qconv + float_conv), 4),

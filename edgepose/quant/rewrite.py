@@ -3,19 +3,23 @@
 * :func:`fold_batchnorm` folds a ``BatchNormalization`` into the ``Conv``/``ConvTranspose``
   that feeds it (exporters leave BN after ConvTranspose unfused; a BN between a Q/DQ'd conv
   and its consumer would stop TensorRT and ONNX Runtime from fusing the quantized conv).
-* :func:`deconv_to_conv_d2s` rewrites ``ConvTranspose(k=4, stride=2, pad=1, groups=1)`` as a
-  3x3 ``Conv`` to ``4*Cout`` channels followed by ``DepthToSpace(2, DCR)``.  The two are
+* :func:`deconv_to_conv_d2s` rewrites ``ConvTranspose(kernel K, stride s, pads p)`` with
+  ``K - p_begin - p_end == s`` (4x4/s2/p1 of ResNet/FastPose, DLA-34's grouped
+  ``2f/f/f//2`` upsampling) as a ``Conv`` to ``s*s*Cout`` channels (same ``group``) followed by
+  ``DepthToSpace(s)``.  The two are
   mathematically identical; the rewrite only moves the same products into a different op.
   ONNX Runtime's CPU provider has no quantized ConvTranspose, so on CPU the deconvolutions
   otherwise run in float and take over half the INT8 time.  TensorRT quantizes
   ConvTranspose natively, so the rewrite is optional and meant for CPU targets.
 
-Derivation (1-D, per axis): the transposed conv writes ``x[i] * W[k]`` to output position
+Derivation (1-D, per axis, 4x4/s2/p1): the transposed conv writes ``x[i] * W[k]`` to output
 ``2*i - 1 + k``.  Output ``2*m + a`` therefore receives ``x[m] W[1] + x[m-1] W[3]`` for
-``a = 0`` and ``x[m+1] W[0] + x[m] W[2]`` for ``a = 1``.  A 3x3 conv with pad 1 sees
-``x[m-1], x[m], x[m+1]`` at taps ``r = 0, 1, 2``; so phase ``a`` uses kernel tap
-``_TAP[a][r]`` (None = zero).  In 2-D the phases ``(a, b)`` become ``4`` channel groups, and
-DepthToSpace in DCR mode puts channel ``(a*2 + b)*Cout + o`` at pixel ``(2m + a, 2n + b)``.
+``a = 0`` and ``x[m+1] W[0] + x[m] W[2]`` for ``a = 1``: a 3x3 conv with pad 1 (taps
+``x[m-1], x[m], x[m+1]``) per phase.  :func:`_phase_taps` does the same for any eligible
+kernel/stride/pad.  In 2-D the ``s*s`` phases ``(a, b)`` become channel groups that
+DepthToSpace puts at pixel ``(s*m + a, s*n + b)``: DCR order (``(a*s + b)*Cout + o``) for
+ungrouped deconvolutions, CRD order (``o*s*s + a*s + b``) for grouped ones, so each group's
+output channels stay contiguous and the Conv keeps the same ``group``.
 """
 from __future__ import annotations
 
@@ -23,10 +27,6 @@ import numpy as np
 
 from edgepose.errors import QuantizationError
 from edgepose.onnx_graph import consumers, producers
-
-# phase a (0/1) -> {3x3 tap r: 4x4 kernel index}
-_TAP = ({0: 3, 1: 1}, {1: 2, 2: 0})
-
 
 def _attrs(node) -> dict:
     import onnx
@@ -122,10 +122,11 @@ def _drop_unused_initializers(graph):
 
 
 def deconv_to_conv_d2s(model, nodes=None):
-    """Rewrite eligible ConvTranspose nodes (kernel 4x4, stride 2, pads 1, group 1, no
-    dilation/output_padding/output_shape) as Conv3x3(pad 1) -> DepthToSpace(2, DCR).
-    ``nodes``: names to rewrite (default all eligible).  In place; returns
-    ``(model, rewritten_names)``."""
+    """Rewrite eligible ConvTranspose nodes (2-D, equal strides ``s`` on both axes, kernel
+    ``K`` and pads with ``K - pad_begin - pad_end == s`` per axis -- 4x4/s2/p1, DLA-34's
+    ``2f x 2f / sf / p f//2`` -- any ``group``, no dilation/output_padding/output_shape) as
+    Conv(pad) -> DepthToSpace(s).  ``nodes``: names to rewrite (default all eligible).  In
+    place; returns ``(model, rewritten_names)``."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -143,30 +144,7 @@ def deconv_to_conv_d2s(model, nodes=None):
                 raise QuantizationError(f"cannot rewrite ConvTranspose {node.name!r}: {reason}")
             new_nodes.append(node)
             continue
-        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)  # (Cin, Cout, 4, 4)
-        cin, cout = w.shape[:2]
-        wc = np.zeros((2, 2, cout, cin, 3, 3), dtype=np.float32)
-        for a in (0, 1):
-            for b in (0, 1):
-                for r, kh in _TAP[a].items():
-                    for s, kw in _TAP[b].items():
-                        wc[a, b, :, :, r, s] = w[:, :, kh, kw].T
-        wc = wc.reshape(4 * cout, cin, 3, 3)
-        base = node.name or node.output[0]
-        w_name = _unique(graph, base + "_d2s_weight")
-        graph.initializer.append(numpy_helper.from_array(wc, w_name))
-        conv_inputs = [node.input[0], w_name]
-        if len(node.input) > 2 and node.input[2]:
-            bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
-            b_name = _unique(graph, base + "_d2s_bias")
-            graph.initializer.append(numpy_helper.from_array(np.tile(bias, 4), b_name))
-            conv_inputs.append(b_name)
-        mid = _unique(graph, base + "_d2s_conv_out")
-        conv = helper.make_node("Conv", conv_inputs, [mid], name=_unique(graph, base + "_d2s_conv"),
-                                kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
-        d2s = helper.make_node("DepthToSpace", [mid], [node.output[0]], name=_unique(graph, base + "_d2s"),
-                               blocksize=2, mode="DCR")
-        new_nodes.extend([conv, d2s])
+        new_nodes.extend(_phase_conv_nodes(graph, node, inits))
         rewritten.append(node.name)
     if rewritten:
         del graph.node[:]
@@ -178,8 +156,79 @@ def deconv_to_conv_d2s(model, nodes=None):
     return model, rewritten
 
 
+def _phase_taps(kernel: int, stride: int, pad_begin: int):
+    """Per axis: ``(taps, conv_kernel, conv_pads)`` where ``taps[a][r]`` is the ConvTranspose
+    kernel index that output phase ``a`` reads at Conv tap ``r`` (-1 = zero).
+
+    Output ``s*m + a`` receives ``x[i] * W[k]`` with ``k = s*(m - i) + a + pad_begin``; with
+    ``d = m - i`` between ``d_min`` and ``d_max`` the Conv reads ``x[m + r - d_max]`` at tap
+    ``r = d_max - d``, so its pads are ``(d_max, -d_min)`` and it keeps the input size."""
+    d_min = -((stride - 1 + pad_begin) // stride)  # ceil((1 - s - pad_begin) / s)
+    d_max = (kernel - 1 - pad_begin) // stride
+    size = d_max - d_min + 1
+    taps = np.full((stride, size), -1, dtype=np.int64)
+    for a in range(stride):
+        for r in range(size):
+            k = stride * (d_max - r) + a + pad_begin
+            if 0 <= k < kernel:
+                taps[a, r] = k
+    return taps, size, (d_max, -d_min)
+
+
+def _phase_weight(w, group: int, stride: int, taps_h, taps_w, size_h, size_w, dcr: bool):
+    """Conv weight for the phase decomposition of ConvTranspose weight ``w`` (Cin, Cout/g, kh, kw).
+    Channel order: CRD ``o*s*s + a*s + b`` (groups stay contiguous), or DCR
+    ``(a*s + b)*Cout + o`` when ``dcr`` (group 1 only)."""
+    cin, cout_g = w.shape[:2]
+    wt = w.reshape(group, cin // group, cout_g, *w.shape[2:]).transpose(0, 2, 1, 3, 4)  # g, Cout/g, Cin/g, kh, kw
+    wc = np.zeros((group, cout_g, stride, stride, cin // group, size_h, size_w), dtype=np.float32)
+    for a in range(stride):
+        for r in range(size_h):
+            if taps_h[a, r] < 0:
+                continue
+            for b in range(stride):
+                for t in range(size_w):
+                    if taps_w[b, t] >= 0:
+                        wc[:, :, a, b, :, r, t] = wt[:, :, :, taps_h[a, r], taps_w[b, t]]
+    wc = wc.reshape(group * cout_g, stride, stride, cin // group, size_h, size_w)
+    if dcr:
+        wc = wc.transpose(1, 2, 0, 3, 4, 5)
+    return wc.reshape(-1, cin // group, size_h, size_w)
+
+
+def _phase_conv_nodes(graph, node, inits) -> list:
+    """The Conv -> DepthToSpace pair that computes ``node`` exactly (see :func:`_phase_taps`)."""
+    from onnx import helper, numpy_helper
+
+    at = _attrs(node)
+    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+    group, stride = int(at.get("group", 1)), int(list(at["strides"])[0])
+    pads = list(at.get("pads", [0, 0, 0, 0]))
+    taps_h, size_h, pads_h = _phase_taps(w.shape[2], stride, pads[0])
+    taps_w, size_w, pads_w = _phase_taps(w.shape[3], stride, pads[1])
+    dcr = group == 1  # DCR keeps the historical layout of ungrouped rewrites; CRD keeps groups contiguous
+    base = node.name or node.output[0]
+    w_name = _unique(graph, base + "_d2s_weight")
+    graph.initializer.append(numpy_helper.from_array(
+        _phase_weight(w, group, stride, taps_h, taps_w, size_h, size_w, dcr), w_name))
+    conv_inputs = [node.input[0], w_name]
+    if len(node.input) > 2 and node.input[2]:
+        bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+        b_name = _unique(graph, base + "_d2s_bias")
+        expanded = np.tile(bias, stride * stride) if dcr else np.repeat(bias, stride * stride)
+        graph.initializer.append(numpy_helper.from_array(expanded, b_name))
+        conv_inputs.append(b_name)
+    mid = _unique(graph, base + "_d2s_conv_out")
+    conv = helper.make_node("Conv", conv_inputs, [mid], name=_unique(graph, base + "_d2s_conv"),
+                            kernel_shape=[size_h, size_w], pads=[pads_h[0], pads_w[0], pads_h[1], pads_w[1]],
+                            strides=[1, 1], group=group)
+    d2s = helper.make_node("DepthToSpace", [mid], [node.output[0]], name=_unique(graph, base + "_d2s"),
+                           blocksize=stride, mode="DCR" if dcr else "CRD")
+    return [conv, d2s]
+
+
 def deconv_ineligible(node, inits) -> str | None:
-    """Why ``node`` cannot take the exact 4x4/s2/p1 rewrite (None when it can)."""
+    """Why ``node`` cannot take the exact Conv -> DepthToSpace rewrite (None when it can)."""
     from onnx import numpy_helper
 
     at = _attrs(node)
@@ -188,14 +237,16 @@ def deconv_ineligible(node, inits) -> str | None:
     if len(node.input) > 2 and node.input[2] and node.input[2] not in inits:
         return "its bias is not a constant"
     w = numpy_helper.to_array(inits[node.input[1]])
-    if w.ndim != 4 or tuple(w.shape[2:]) != (4, 4):
-        return f"kernel {tuple(w.shape[2:])} is not 4x4"
-    if int(at.get("group", 1)) != 1:
-        return "grouped ConvTranspose"
-    if list(at.get("strides", [1, 1])) != [2, 2]:
-        return "stride is not 2"
-    if list(at.get("pads", [0, 0, 0, 0])) != [1, 1, 1, 1]:
-        return "pads are not 1"
+    if w.ndim != 4:
+        return f"it is {w.ndim - 2}-D, not 2-D"
+    strides = [int(v) for v in at.get("strides", [1, 1])]
+    if strides[0] != strides[1] or strides[0] < 2:
+        return f"strides {strides} are not equal and >= 2 (DepthToSpace has one block size)"
+    pads = [int(v) for v in at.get("pads", [0, 0, 0, 0])]
+    for axis in (0, 1):
+        if w.shape[2 + axis] - pads[axis] - pads[axis + 2] != strides[0]:
+            return (f"pads {pads} with kernel {tuple(w.shape[2:])} and stride {strides[0]}: the output is not "
+                    "exactly stride x the input (needs kernel - pad_begin - pad_end == stride)")
     if any(d != 1 for d in at.get("dilations", [1, 1])):
         return "dilated"
     if any(p != 0 for p in at.get("output_padding", [0, 0])):
