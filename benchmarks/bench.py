@@ -289,6 +289,17 @@ def measure_row(row, inputs, args) -> dict:
     return out
 
 
+def _share_serial_ap(measured):
+    """An overlap row gives the serial row's results exactly (tests/test_stages.py), so it
+    carries that row's AP, saying where it comes from, instead of measuring it twice."""
+    serial = {r["name"]: r for r in measured if not r.get("overlap")}
+    for r in measured:
+        twin = serial.get(r["name"].removesuffix(" overlap")) if r.get("overlap") else None
+        if twin is not None and "ap" in twin and "ap" not in r:
+            r["ap"] = dict(twin["ap"])
+            r["ap_from"] = f"{twin['name']} (identical results)"
+
+
 # ------------------------------------------------------------------------ reporting
 def _fmt(v, spec=".1f", missing="-"):
     return missing if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
@@ -492,6 +503,7 @@ def run(args) -> dict:
             measured.append(measure_row(row, inputs, args))
         except Exception as exc:  # noqa: BLE001 - report the row as failed, keep the others
             measured.append({**row, "error": f"{type(exc).__name__}: {exc}"})
+    _share_serial_ap(measured)
     report = {
         "machine": machine,
         "config": {"quick": args.quick, "frames": args.frames, "warmup": args.warmup, "persons": list(args.persons),
