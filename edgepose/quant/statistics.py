@@ -104,7 +104,9 @@ class TensorStats:
                 return
             lo, hi = float(values.min()), float(values.max())
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
-        a = np.abs(values.ravel().astype(np.float32, copy=False))
+        a = np.abs(values.ravel())  # a fresh array: divided in place below
+        if a.dtype != np.float32:
+            a = a.astype(np.float32)
         nonzero = int(np.count_nonzero(a))
         self.zeros += int(a.size - nonzero)
         amax = max(abs(lo), abs(hi))
@@ -113,7 +115,7 @@ class TensorStats:
         if self.width <= 0.0:
             self.width = (first_amax if first_amax else amax) / num_bins
         self._grow(int(np.ceil(amax / self.width)), num_bins)
-        idx = (a / self.width).astype(np.intp)
+        idx = np.divide(a, self.width, out=a).astype(np.intp)
         np.minimum(idx, len(self.hist) - 1, out=idx)
         counts = np.bincount(idx, minlength=len(self.hist))
         counts[0] -= a.size - nonzero  # the zeros went to bin 0
