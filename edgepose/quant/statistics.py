@@ -39,7 +39,7 @@ PER_SAMPLE_OPS = frozenset({
     "Add", "Sub", "Mul", "Div", "Max", "Min", "Abs", "Neg", "Exp", "Sqrt", "Pow", "Identity", "Dropout",
     "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "DepthToSpace",
     "SpaceToDepth", "Concat", "Softmax"})
-ACTIVATION_BYTES = 1 << 30  # largest batch: all activations of one batch stay below ~1 GiB
+ACTIVATION_BYTES = 128 << 20  # batch size cap: all activations of one batch below ~128 MiB (bigger is slower on CPU)
 
 
 class FeedReader:
@@ -90,10 +90,12 @@ class TensorStats:
     def edges(self) -> np.ndarray:
         return np.arange(len(self.hist) + 1, dtype=np.float64) * self.width
 
-    def add(self, values: np.ndarray, num_bins: int, first_amax: float | None = None):
+    def add(self, values: np.ndarray, num_bins: int, first_amax: float | None = None, scratch=None):
         """Count ``values`` (any shape: one sample or a batch).  ``first_amax``: the largest
         non-zero |x| of the first sample, which sets the bin width on the first call (default:
-        that of ``values``), so a batch starts the same grid as its first sample would."""
+        that of ``values``), so a batch starts the same grid as its first sample would.
+        ``scratch``: a :class:`Scratch` whose buffers are reused (fresh large arrays cost
+        more in page faults than the arithmetic)."""
         values = np.asarray(values)
         if values.size == 0:
             return
@@ -104,20 +106,22 @@ class TensorStats:
                 return
             lo, hi = float(values.min()), float(values.max())
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
-        a = np.abs(values.ravel())  # a fresh array: divided in place below
-        if a.dtype != np.float32:
-            a = a.astype(np.float32)
+        scratch = scratch or Scratch()
+        a = np.abs(values.ravel(), out=scratch.get("f", np.float32, values.size))
         nonzero = int(np.count_nonzero(a))
         self.zeros += int(a.size - nonzero)
-        amax = max(abs(lo), abs(hi))
         if nonzero == 0:
             return
         if self.width <= 0.0:
-            self.width = (first_amax if first_amax else amax) / num_bins
-        self._grow(int(np.ceil(amax / self.width)), num_bins)
-        idx = np.divide(a, self.width, out=a).astype(np.intp)
-        np.minimum(idx, len(self.hist) - 1, out=idx)
+            self.width = (first_amax if first_amax else max(abs(lo), abs(hi))) / num_bins
+        self._grow(int(np.ceil(max(abs(lo), abs(hi)) / self.width)), num_bins)
+        np.divide(a, self.width, out=a)
+        idx = scratch.get("i", np.int64, a.size)
+        np.copyto(idx, a, casting="unsafe")  # truncation = floor for |x| >= 0
         counts = np.bincount(idx, minlength=len(self.hist))
+        if len(counts) > len(self.hist):  # values exactly on the top edge go to the last bin
+            counts[len(self.hist) - 1] += counts[len(self.hist):].sum()
+            counts = counts[:len(self.hist)]
         counts[0] -= a.size - nonzero  # the zeros went to bin 0
         self.hist += counts
 
@@ -133,6 +137,19 @@ class TensorStats:
                 h = np.concatenate([h, [0]])
             self.hist = h.reshape(-1, 2).sum(axis=1)
             self.width *= 2.0
+
+
+class Scratch:
+    """Reusable flat work buffers, one per key, grown on demand."""
+
+    def __init__(self):
+        self._buffers = {}
+
+    def get(self, key: str, dtype, size: int) -> np.ndarray:
+        buf = self._buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self._buffers[key] = np.empty(size, dtype)
+        return buf[:size]
 
 
 def _float_activations(model) -> list:
@@ -229,7 +246,7 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
     """Run ``model`` (ModelProto or path) on every feed of ``reader`` (a FeedReader, an
     ORT CalibrationDataReader or a list of feeds) and return ``{tensor: TensorStats}`` for
     every float activation (or just ``tensors``).  Feeds are run in batches of up to
-    ``batch_size`` samples (fewer when one batch's activations would pass ~1 GiB) when the
+    ``batch_size`` samples (fewer when one batch's activations would pass ~128 MiB) when the
     batch dim is dynamic or the graph is per-sample (:func:`batch_agnostic`); results do
     not depend on the batching (see the module docstring)."""
     model = load_model(model)
@@ -244,16 +261,17 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
     if not feeds:
         raise CalibrationError(NO_FEEDS)
     stats: dict = {}
-    first = _update(stats, session, out_names, feeds[0], wanted, num_bins)
+    scratch = Scratch()
+    first = _update(stats, session, out_names, feeds[0], wanted, num_bins, scratch)
     batch = max(1, min(int(batch_size), ACTIVATION_BYTES // max(1, first))) if dynamic else 1
     groups = list(_regroup(feeds[1:], batch))
     for feed in bar(groups, total=len(groups), desc=f"calibrating (batches of {batch})", enabled=progress,
                     unit="batch"):
-        _update(stats, session, out_names, feed, wanted, num_bins)
+        _update(stats, session, out_names, feed, wanted, num_bins, scratch)
     return stats
 
 
-def _update(stats, session, out_names, feed, wanted, num_bins) -> int:
+def _update(stats, session, out_names, feed, wanted, num_bins, scratch) -> int:
     """Run one feed, add its activations; returns the activation bytes per sample."""
     values = session.run(out_names, feed)
     total, samples = 0, max(1, len(next(iter(feed.values()))))
@@ -267,7 +285,7 @@ def _update(stats, session, out_names, feed, wanted, num_bins) -> int:
             st = stats[name] = TensorStats(float("inf"), float("-inf"), np.zeros(num_bins, np.int64), 0.0)
         if st.width <= 0.0:  # the grid starts from the first sample with a non-zero value
             first_amax = _first_nonzero_amax(value)
-        st.add(value, num_bins, first_amax)
+        st.add(value, num_bins, first_amax, scratch)
     return total // samples
 
 
