@@ -11,7 +11,8 @@ The pose crops come from the built-in detector (trained on synthetic people) whe
 ``--crops-from-builtin`` is given: a detector with random weights finds nobody, so its own
 crops would leave the pose model without data.  Timings, not a test; run it with
 ``nice -n 10`` and read ratios from one run (before/after code: run it once per PYTHONPATH,
-interleaved).  Prints one JSON line per repeat.
+interleaved).  Prints one JSON line per repeat; ``cpu_ratio_all_methods`` is the ratio of process CPU time
+(calibration with all four methods' ranges / FP32 pass), steadier than wall time on a shared machine.
 """
 from __future__ import annotations
 
@@ -102,8 +103,11 @@ def main():
     images = C.load_calibration_images(f"synthetic:{args.images}:0", size=args.images, progress=False)
     per_image = _per_image_crops(images, crop_det, pose, args.threshold)
     for _ in range(args.repeat):
+        c0 = time.process_time()
         fp32 = fp32_pass(images, det, pose, per_image, args.threads)
+        c1 = time.process_time()
         cal = calibration(images, det, pose, crop_det, args.threshold, args.threads)
+        cal["cpu_ratio_all_methods"] = round((time.process_time() - c1) / (c1 - c0), 3)
         entropy_total = cal["feeds_s"] + cal["det_stats_s"] + cal["pose_stats_s"] + cal["det_entropy_s"] \
             + cal["pose_entropy_s"]
         print(json.dumps({"label": args.label, "images": len(images), "fp32_pass_s": round(fp32, 3),

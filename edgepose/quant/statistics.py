@@ -107,15 +107,18 @@ class TensorStats:
             lo, hi = float(values.min()), float(values.max())
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         scratch = scratch or Scratch()
-        a = np.abs(values.ravel(), out=scratch.get("f", np.float32, values.size))
-        nonzero = int(np.count_nonzero(a.view(np.int32)))  # |x| = +0.0 is all-zero bits; ints count faster
+        a = scratch.get("f", np.float32, values.size)
+        as_is = lo >= 0.0 and values.dtype == np.float32  # |x| = x (ReLU outputs): no abs pass
+        if not as_is:
+            np.abs(values.ravel(), out=a)
+        nonzero = int(np.count_nonzero(values if as_is else a.view(np.int32)))  # +0.0: all-zero bits
         self.zeros += int(a.size - nonzero)
         if nonzero == 0:
             return
         if self.width <= 0.0:
             self.width = (first_amax if first_amax else max(abs(lo), abs(hi))) / num_bins
         self._grow(int(np.ceil(max(abs(lo), abs(hi)) / self.width)), num_bins)
-        np.divide(a, self.width, out=a)
+        np.divide(values.ravel() if as_is else a, self.width, out=a)
         idx = scratch.get("i", np.int64, a.size)
         np.copyto(idx, a, casting="unsafe")  # truncation = floor for |x| >= 0
         counts = np.bincount(idx, minlength=len(self.hist))
