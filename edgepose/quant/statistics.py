@@ -18,19 +18,15 @@ Pure ONNX / ONNX Runtime / NumPy: no pipeline or backends imports.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgepose.errors import CalibrationError, UsageError
-from edgepose.onnx_graph import initializer_names, load_model, producers, real_inputs
+from edgepose.errors import CalibrationError
+from edgepose.onnx_graph import load_model, real_inputs
 from edgepose.ort_session import create_session
 from edgepose.progress import bar
 
-log = logging.getLogger("edgepose")
-
-METHODS = ("entropy", "minmax", "percentile", "mse")
 NO_FEEDS = ("the calibration reader yielded no feeds; pass --calib DIR (a folder of 50-500 images like the "
             "deployment scene), a video file, a COCO annotation .json, or --calib synthetic")
 # ops whose output sample n depends only on input sample n (a batch-1 graph of these may run batched)
