@@ -263,9 +263,9 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
     scratch = Scratch()
     first = _update(stats, session, out_names, feeds[0], wanted, num_bins, scratch)
     batch = max(1, min(int(batch_size), ACTIVATION_BYTES // max(1, first))) if dynamic else 1
-    groups = list(_regroup(feeds[1:], batch))
-    for feed in bar(groups, total=len(groups), desc=f"calibrating (batches of {batch})", enabled=progress,
-                    unit="batch"):
+    remaining = sum(len(next(iter(f.values()))) for f in feeds[1:])
+    for feed in bar(_regroup(feeds[1:], batch), total=-(-remaining // batch), enabled=progress, unit="batch",
+                    desc=f"calibrating (batches of {batch})"):  # lazy: the batches are not all held at once
         _update(stats, session, out_names, feed, wanted, num_bins, scratch)
     return stats
 
