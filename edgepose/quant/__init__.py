@@ -2,7 +2,9 @@
 
 Nothing heavy is imported here; use the submodules:
 
-* :mod:`edgepose.quant.calibration` -- calibration sets, feeds, statistics, ranges
+* :mod:`edgepose.quant.calibration` -- calibration sets and feeds (re-exports the two below)
+* :mod:`edgepose.quant.statistics` -- the one batched statistics pass (``collect_statistics``)
+* :mod:`edgepose.quant.ranges` -- ``compute_ranges`` (entropy, minmax, percentile, mse)
 * :mod:`edgepose.quant.int8` -- ``prepare_fp32``, ``quantize_int8``, ORT fusion counts
 * :mod:`edgepose.quant.fp16` -- ``convert_fp16``
 * :mod:`edgepose.quant.lint` -- ``lint_qdq``/``check_qdq`` (TensorRT Q/DQ rules)
