@@ -32,9 +32,8 @@ LAYERS = {
 PART_OF = {  # top-level modules/packages -> layer (packages not named here are their own layer)
     "data": "bottom", "errors": "bottom", "metadata": "bottom", "tasks": "bottom", "onnx_graph": "bottom",
     "ort_session": "bottom", "compare": "bottom", "progress": "bottom", "io_utils": "bottom", "_deps": "bottom",
-    "_lazy": "bottom",
+    "_lazy": "bottom", "outputs": "bottom", "io_checks": "bottom",
     "plugins": "ops",  # the plugin library loader sits beside the custom ops it serves
-    "demo": "workflows",  # orchestration; moves into edgepose/workflows/ (issue 11 item 1)
     "__main__": "cli",
 }
 NEVER = {  # extra edges forbidden whatever the ranks say
@@ -52,20 +51,8 @@ ALLOWED = {
         "StageTimer moves into the pipeline (issue 11 item 4)",
     ("edgepose.pipeline.run_loop", "edgepose.eval.timing"):
         "StageTimer moves into the pipeline (issue 11 item 4)",
-    ("edgepose.quant.build", "edgepose.backends"):
-        "engine building moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.backends.onnxruntime"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.eval.dataset_eval"):
-        "AP measurement moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.models.defaults"):
-        "default-model resolution moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.pipeline.pipeline"):
-        "AP measurement moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.pipeline.pipeline"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.pipeline.preprocess"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
+    ("edgepose.serving.triton_models", "edgepose.eval.timing"):
+        "StageTimer moves into the pipeline (issue 11 item 4)",
 }
 
 

@@ -52,45 +52,37 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
     engine was built and exits 0; an engine build that fails exits non-zero with TensorRT's error.
     """
     from edgepose.errors import UsageError
-    from edgepose.quant.build import build_precision
+    from edgepose.workflows.build import BuildOptions, EngineOptions, build
 
     if precision is None:
         raise UsageError("say which precision to build: --int8 or --fp16")
+    engines = EngineOptions(workspace_mb=workspace, dla_core=dla, pose_batch=_pose_batch(pose_batch), force=force)
+    if verbose:
+        _show_tensorrt_log()
+    say_builtin_models(det is None, pose is None)
+    result = build(BuildOptions(
+        out_dir=out_dir, precision=precision, det=det, pose=pose, calib=calib, calib_method=calib_method,
+        calib_size=calib_size, max_ap_drop=max_ap_drop, cpu_rewrite=cpu_rewrite, eval_ann=eval_ann,
+        eval_images=eval_images, eval_size=eval_size, measure=measure, det_threshold=det_threshold,
+        threads=threads, engines=engines, progress=not quiet))
+    click.echo(result.format())
+
+
+def _pose_batch(text: str) -> tuple:
+    """``MIN,OPT,MAX`` -> a tuple of three batch sizes ``1 <= MIN <= OPT <= MAX``."""
+    from edgepose.errors import UsageError
+
     try:
-        batch_profile = tuple(int(v) for v in pose_batch.split(","))
+        batch_profile = tuple(int(v) for v in text.split(","))
     except ValueError:
         batch_profile = ()
     if len(batch_profile) != 3 or not 1 <= batch_profile[0] <= batch_profile[1] <= batch_profile[2]:
-        raise UsageError(f"--pose-batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {pose_batch!r}")
-    if verbose:
-        import logging
+        raise UsageError(f"--pose-batch must be MIN,OPT,MAX with 1 <= MIN <= OPT <= MAX, got {text!r}")
+    return batch_profile
 
-        logging.basicConfig()
-        logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)
-    say_builtin_models(det is None, pose is None)
-    engine_options = {"workspace_mb": workspace, "dla_core": dla, "pose_batch": batch_profile, "force": force}
-    report = build_precision(det, pose, precision=precision, calib=calib, calib_method=calib_method,
-                             max_ap_drop=max_ap_drop, out_dir=out_dir, cpu_rewrite=cpu_rewrite, progress=not quiet,
-                             calib_size=calib_size, eval_ann=eval_ann, eval_images=eval_images, eval_size=eval_size,
-                             measure=measure, threads=threads, det_threshold=det_threshold, engines=engine_options)
-    for role, path in report["outputs"].items():
-        entry = report["models"].get(role, {})
-        extra = ""
-        if "ort_cpu_fusion" in entry:
-            extra = f"  QLinearConv {entry['ort_cpu_fusion']['QLinearConv']}"
-        if entry.get("fp32_nodes"):
-            extra += f"  kept FP32: {len(entry['fp32_nodes'])} nodes"
-        if "ort_cpu_ms" in entry:
-            ms = entry["ort_cpu_ms"]
-            extra += f"  ORT CPU {ms['fp32']:.2f} -> {ms[precision]:.2f} ms ({ms['speedup']:.2f}x)"
-        click.echo(f"{role}: {path}{extra}")
-    if "ap" in report:
-        ap = report["ap"]
-        click.echo("AP (box/keypoint): fp32 {:.4f}/{:.4f} -> {} {:.4f}/{:.4f}".format(
-            ap["fp32"]["bbox_AP"], ap["fp32"]["keypoints_AP"], precision,
-            ap[precision]["bbox_AP"], ap[precision]["keypoints_AP"]))
-    click.echo(f"report: {report['report']}")
-    if report.get("engine_note"):  # TensorRT or a GPU absent; a failed engine build raised instead
-        click.echo(f"no TensorRT engine built: {report['engine_note']}")
-    for engine in report.get("engines", []):
-        click.echo(f"engine: {engine}")
+
+def _show_tensorrt_log():
+    import logging
+
+    logging.basicConfig()
+    logging.getLogger("edgepose.tensorrt").setLevel(logging.DEBUG)
