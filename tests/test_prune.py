@@ -204,7 +204,7 @@ def test_int8_build_on_pruned_onnx(pruned_pose, tmp_path):
     torch2onnx(pruned_pose[0], pose_path, batch="dynamic")
     out = tmp_path / "int8"
     report = build(BuildOptions(det=det_path, pose=pose_path, precision="int8", calib="synthetic:4", calib_size=4,
-                             out_dir=out, det_threshold=0.05, progress=False, cache_dir=tmp_path / "cache")).report
+                                out_dir=out, det_threshold=0.05, progress=False, cache_dir=tmp_path / "cache")).report
     for role in ("det", "pose"):
         model = onnx.load(str(out / f"{role}.int8.onnx"))
         assert lint_qdq(model) == []

@@ -33,8 +33,9 @@ def cache(tmp_path_factory):
 def int8_build(tiny, cache, tmp_path_factory):
     det, pose = tiny
     out = tmp_path_factory.mktemp("int8_out")
-    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:6", calib_size=6, out_dir=out,
-                             det_threshold=0.05, progress=False, cache_dir=cache, calib_method="percentile")).report
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:6", calib_size=6,
+                                out_dir=out, det_threshold=0.05, progress=False, cache_dir=cache,
+                                calib_method="percentile")).report
     return out, report
 
 
@@ -174,7 +175,8 @@ def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_pat
     eval_feeds = F.det_feeds(held, det)
     reference = _run(prepared, eval_feeds)
     ranking = layer_sensitivity(prepared, noisy, feeds[4:])
-    plans = {"clean": QuantPlan("clean", prepared, clean, ranking), "noisy": QuantPlan("noisy", prepared, noisy, ranking)}
+    plans = {"clean": QuantPlan("clean", prepared, clean, ranking),
+             "noisy": QuantPlan("noisy", prepared, noisy, ranking)}
     assert {n.name for n in victims} <= set(plans["noisy"].kept(6))
 
     def evaluate(paths):
@@ -196,9 +198,9 @@ def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
     """The --max-ap-drop path end to end on a 3-image synthetic eval set: FP32 and INT8 AP
     are measured with the pipeline and the reported drops are the differences."""
     det, pose = tiny
-    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
-                             det_threshold=0.05, progress=False, cache_dir=cache, max_ap_drop=0.5, eval_size=3,
-                             benchmark=False)).report
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4,
+                                out_dir=tmp_path, det_threshold=0.05, progress=False, cache_dir=cache,
+                                max_ap_drop=0.5, eval_size=3, benchmark=False)).report
     ap = report["ap"]
     assert ap["max_ap_drop"] == 0.5 and ap["budget_met"] is True
     for key in ("bbox_AP", "keypoints_AP"):
@@ -212,8 +214,9 @@ def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
 
 def test_cpu_build_keeps_the_image_stem_in_fp32(tiny, cache, tmp_path):
     det, pose = tiny
-    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
-                             det_threshold=0.05, progress=False, cache_dir=cache, cpu_rewrite=True, benchmark=False)).report
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4,
+                                out_dir=tmp_path, det_threshold=0.05, progress=False, cache_dir=cache,
+                                cpu_rewrite=True, benchmark=False)).report
     for role in ("det", "pose"):
         kept = report["models"][role]["fp32_nodes"]
         model = onnx.load(str(tmp_path / f"{role}.int8.onnx"))

@@ -4,7 +4,6 @@ import onnx
 import pytest
 
 from edgepose.metadata import metadata_from_proto
-from edgepose.quant import calibration as C
 from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.fp16 import convert_fp16
 

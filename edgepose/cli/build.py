@@ -7,6 +7,22 @@ from edgepose.cli import main
 from edgepose.cli._defaults import say_builtin_models
 
 
+def _int8_method_options(command):
+    """--calib-method / --min-agreement / --max-fp32-layers: how INT8 ranges are chosen."""
+    for option in reversed([
+        click.option("--calib-method", type=click.Choice(["entropy", "minmax", "percentile", "mse"]),
+                     help="How INT8 ranges are chosen (default: per model, the method whose INT8 model agrees "
+                          "best with FP32 on held-out calibration images)."),
+        click.option("--min-agreement", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+                     help="AP each INT8 model must reach against FP32 on held-out images (box AP for the "
+                          "detector, keypoint AP for the pose model); else layers stay FP32 or the build fails."),
+        click.option("--max-fp32-layers", type=click.IntRange(0), metavar="N",
+                     help="At most N sensitive layers kept in FP32 to reach --min-agreement (default: any)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @main.command("build")
 @click.option("--int8", "precision", flag_value="int8", help="INT8 Q/DQ graphs (needs calibration data).")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16 graphs (FP32 inputs/outputs).")
@@ -14,8 +30,7 @@ from edgepose.cli._defaults import say_builtin_models
 @click.option("--pose", type=click.Path(dir_okay=False), help="Pose ONNX (default: the default model).")
 @click.option("--calib", metavar="SRC", help="Calibration set: image folder, video, COCO .json or "
                                              "synthetic[:N[:SEED]] (default: synthetic).")
-@click.option("--calib-method", default="entropy", show_default=True,
-              type=click.Choice(["entropy", "minmax", "percentile", "mse"]), help="How INT8 ranges are chosen.")
+@_int8_method_options
 @click.option("--calib-size", default=64, show_default=True, type=int, help="Calibration images (evenly spaced).")
 @click.option("--max-ap-drop", type=float, metavar="X",
               help="Accuracy budget in AP points: keep the most sensitive layers in FP32 until box and "
@@ -38,8 +53,9 @@ from edgepose.cli._defaults import say_builtin_models
 @click.option("--force", is_flag=True, help="Rebuild engines even when their manifest says they are current.")
 @click.option("--verbose", is_flag=True, help="Show TensorRT's full log.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
-def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop, eval_ann, eval_images, eval_size,
-              measure, cpu_rewrite, det_threshold, threads, workspace, dla, pose_batch, force, verbose, out_dir, quiet):
+def build_cmd(precision, det, pose, calib, calib_method, min_agreement, max_fp32_layers, calib_size, max_ap_drop,
+              eval_ann, eval_images, eval_size, measure, cpu_rewrite, det_threshold, threads, workspace, dla,
+              pose_batch, force, verbose, out_dir, quiet):
     """Write DIR/det.<p>.onnx, DIR/pose.<p>.onnx and DIR/report.json (+ engines with TensorRT).
 
     Without --det/--pose it builds the built-in default models, trained on synthetic people: they
@@ -62,8 +78,9 @@ def build_cmd(precision, det, pose, calib, calib_method, calib_size, max_ap_drop
     say_builtin_models(det is None, pose is None)
     result = build(BuildOptions(
         out_dir=out_dir, precision=precision, det=det, pose=pose, calib=calib, calib_method=calib_method,
-        calib_size=calib_size, max_ap_drop=max_ap_drop, cpu_rewrite=cpu_rewrite, eval_ann=eval_ann,
-        eval_images=eval_images, eval_size=eval_size, measure=measure, det_threshold=det_threshold,
+        min_agreement=min_agreement, max_fp32_layers=max_fp32_layers, calib_size=calib_size,
+        max_ap_drop=max_ap_drop, cpu_rewrite=cpu_rewrite, eval_ann=eval_ann, eval_images=eval_images,
+        eval_size=eval_size, measure=measure, det_threshold=det_threshold,
         threads=threads, engines=engines, progress=not quiet))
     click.echo(result.format())
 

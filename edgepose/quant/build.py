@@ -1,8 +1,9 @@
 """The ONNX -> ONNX steps of a precision build, with the feeds given by the caller.
 
-* :func:`quantize_with_feeds` -- prepare one FP32 graph (BN folding, optional CPU rewrite),
-  one statistics pass on the calibration feeds, ranges by method, Q/DQ graph written, its
-  agreement (output cosines) on held-out feeds;
+* :func:`calibrate` -- prepare one FP32 graph (BN folding, optional CPU rewrite) and run the
+  one statistics pass on the calibration feeds;
+* :func:`quantize_method` -- ranges by one method from those statistics, Q/DQ graph written,
+  its output cosines on held-out feeds (:func:`quantize_with_feeds` does both);
 * :func:`describe_graph` -- Q/DQ lint, ONNX Runtime fusion counts and SHA-256 of a written graph;
 * :func:`max_rel_err` / :func:`output_cosines` -- output agreement of two graphs on feeds;
 * :func:`split_feeds` -- a held-out slice of a feed list.
@@ -26,14 +27,26 @@ PRECISIONS = ("int8", "fp16")
 
 
 @dataclass
+class CalibratedGraph:
+    """One prepared FP32 model and the statistics of its one calibration pass (every range
+    method is computed from these, :func:`quantize_method`)."""
+
+    prepared: object  # the prepared FP32 onnx.ModelProto
+    prepare_info: dict
+    stats: dict  # {tensor: TensorStats}
+    always: list  # nodes kept in FP32 in every variant (CPU stem convs with cpu_rewrite)
+    cpu_rewrite: bool = False
+
+
+@dataclass
 class QuantizedGraph:
-    """One model quantized by :func:`quantize_with_feeds`."""
+    """One model quantized with one range method (:func:`quantize_method`)."""
 
     prepared: object  # the prepared FP32 onnx.ModelProto
     stats: dict  # {tensor: TensorStats} of the one statistics pass
     ranges: dict  # {tensor: amax} of ``method``
     method: str
-    always: list  # nodes kept in FP32 at every step (CPU stem convs with cpu_rewrite)
+    always: list  # nodes kept in FP32 (CPU stem convs; layers kept for agreement)
     extra_meta: dict
     entry: dict = field(default_factory=dict)  # the report entry of this model
 
@@ -48,29 +61,48 @@ def split_feeds(feeds: list, held_out: float):
     return [f for i, f in enumerate(feeds) if i not in hold], [feeds[i] for i in sorted(hold)]
 
 
-def quantize_with_feeds(fp32_model, calib_feeds: list, hold_feeds: list, out_path, method: str = "entropy",
-                        cpu_rewrite: bool = False, meta=None, extra_meta: dict | None = None,
-                        progress: bool = False, threads=None) -> QuantizedGraph:
-    """Write the INT8 Q/DQ graph of ``fp32_model`` (path or ModelProto) to ``out_path``,
-    calibrated on ``calib_feeds`` (a list of ``{input: array}``) with ``method``; graph
-    outputs and head inputs keep their full range.  The report entry holds the prepare
-    summary, the ranges summary, the quantizable node count, the FP32 nodes and the output
-    cosines on up to four ``hold_feeds``."""
+def calibrate(fp32_model, calib_feeds: list, cpu_rewrite: bool = False, progress: bool = False,
+              threads=None) -> CalibratedGraph:
+    """Prepare ``fp32_model`` (path or ModelProto: BN folding, optional CPU rewrite) and run the
+    one statistics pass on ``calib_feeds`` (a list of ``{input: array}``)."""
     from edgepose.quant import calibration
-    from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32, quantizable_nodes, quantize_int8
+    from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32
 
     prepared, prep_info = prepare_fp32(fp32_model, cpu_rewrite=cpu_rewrite)
     stats = calibration.collect_statistics(prepared, calibration.FeedReader(calib_feeds), progress=progress,
                                            threads=threads)
-    ranges = calibration.compute_ranges(stats, method, full_range=calibration.head_tensors(prepared))
-    extra = {"calib_method": method, **(extra_meta or {}), "cpu_rewrite": bool(cpu_rewrite)}
     always = cpu_float_nodes(prepared) if cpu_rewrite else []
-    entry = {"prepare": prep_info, "ranges": calibration.summarize_ranges(ranges, stats),
+    return CalibratedGraph(prepared, prep_info, stats, always, bool(cpu_rewrite))
+
+
+def quantize_method(graph: CalibratedGraph, method: str, out_path, hold_feeds=(), meta=None,
+                    extra_meta: dict | None = None, keep_fp32=()) -> QuantizedGraph:
+    """Write the INT8 Q/DQ graph of ``graph`` with the ranges of ``method`` to ``out_path``
+    (graph outputs and head inputs keep their full range; ``keep_fp32`` nodes stay FP32 on
+    top of ``graph.always``).  The report entry holds the prepare summary, the ranges summary,
+    the quantizable node count, the FP32 nodes and the output cosines on up to four
+    ``hold_feeds``."""
+    from edgepose.quant import calibration
+    from edgepose.quant.int8 import quantizable_nodes, quantize_int8
+
+    prepared = graph.prepared
+    ranges = calibration.compute_ranges(graph.stats, method, full_range=calibration.head_tensors(prepared))
+    extra = {"calib_method": method, **(extra_meta or {}), "cpu_rewrite": graph.cpu_rewrite}
+    always = list(dict.fromkeys([*graph.always, *keep_fp32]))
+    entry = {"prepare": graph.prepare_info, "ranges": calibration.summarize_ranges(ranges, graph.stats),
              "quantized_nodes": len(quantizable_nodes(prepared)), "fp32_nodes": always}
     qmodel = quantize_int8(prepared, ranges, out_path, nodes_to_exclude=always, meta=meta,
                            extra_meta={**extra, "fp32_nodes": always})
-    entry["cosine_vs_fp32_heldout"] = output_cosines(prepared, qmodel, hold_feeds[:4])
-    return QuantizedGraph(prepared, stats, ranges, method, always, extra, entry)
+    entry["cosine_vs_fp32_heldout"] = output_cosines(prepared, qmodel, list(hold_feeds)[:4])
+    return QuantizedGraph(prepared, graph.stats, ranges, method, always, extra, entry)
+
+
+def quantize_with_feeds(fp32_model, calib_feeds: list, hold_feeds: list, out_path, method: str = "entropy",
+                        cpu_rewrite: bool = False, meta=None, extra_meta: dict | None = None,
+                        progress: bool = False, threads=None) -> QuantizedGraph:
+    """:func:`calibrate` then :func:`quantize_method` with one ``method``."""
+    graph = calibrate(fp32_model, calib_feeds, cpu_rewrite=cpu_rewrite, progress=progress, threads=threads)
+    return quantize_method(graph, method, out_path, hold_feeds, meta=meta, extra_meta=extra_meta)
 
 
 def describe_graph(path, precision: str, allow_float=()) -> dict:

@@ -58,14 +58,18 @@ class BuildOptions:
     a synthetic validation set of ``eval_size`` images, seed 1); AP is measured when
     ``measure`` is true or a budget is given.  ``det_threshold``: detector score for the
     pose-calibration crops.  ``threads``: ORT CPU threads for timing/eval.  ``engines``:
-    TensorRT options, ``None`` for no engines."""
+    TensorRT options, ``None`` for no engines.  ``calib_method``: the INT8 range method, ``None``
+    for the one whose model agrees best with FP32 on the held-out images (``held_out`` of the
+    calibration set); ``min_agreement``: the task-metric AP vs FP32 (0-1) every INT8 model must
+    reach, keeping at most ``max_fp32_layers`` sensitive layers in FP32 (``None``: any) to get
+    there, else the build fails and writes nothing."""
 
     out_dir: str | Path = "build"
     precision: str = "int8"
     det: str | Path | None = None
     pose: str | Path | None = None
     calib: str | None = None
-    calib_method: str = "entropy"
+    calib_method: str | None = None  # None: the method that agrees best with FP32 on held-out images
     calib_size: int = 64
     max_ap_drop: float | None = None
     cpu_rewrite: bool = False
@@ -75,6 +79,8 @@ class BuildOptions:
     measure: bool = False
     det_threshold: float = 0.1
     held_out: float = 0.25
+    min_agreement: float = 0.5
+    max_fp32_layers: int | None = None
     threads: int | None = 2
     benchmark: bool = True
     cache_dir: str | Path | None = None
@@ -99,6 +105,10 @@ class BuildResult:
         lines = []
         for role, path in self.outputs.items():
             lines.append(f"{role}: {path}{_model_line(self.report['models'].get(role, {}), self.precision)}")
+        for role in self.outputs:
+            agreement = self.report["models"].get(role, {}).get("agreement")
+            if agreement:
+                lines.append(_agreement_line(role, agreement))
         if "ap" in self.report:
             ap = self.report["ap"]
             lines.append("AP (box/keypoint): fp32 {:.4f}/{:.4f} -> {} {:.4f}/{:.4f}".format(
@@ -121,6 +131,19 @@ def _model_line(entry: dict, precision: str) -> str:
         ms = entry["ort_cpu_ms"]
         extra += f"  ORT CPU {ms['fp32']:.2f} -> {ms[precision]:.2f} ms ({ms['speedup']:.2f}x)"
     return extra
+
+
+def _agreement_line(role: str, agreement: dict) -> str:
+    def ap(entry):
+        value = entry["ap_vs_fp32"]
+        return "n/a" if value is None else f"{value:.3f}"
+
+    methods = ", ".join(f"{m} {ap(e)}" for m, e in agreement["methods"].items())
+    kept = agreement.get("kept_fp32_for_agreement")
+    final = f" -> {ap(agreement['final'])} with {kept} layers kept in FP32" if kept else ""
+    return (f"{role} agreement with FP32 ({'box' if role == 'det' else 'keypoint'} AP on "
+            f"{agreement['held_out_images']} held-out images): {methods}; using {agreement['chosen']} "
+            f"(by {agreement['chosen_by']}){final}")
 
 
 def build(options: BuildOptions) -> BuildResult:

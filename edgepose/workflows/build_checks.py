@@ -31,6 +31,10 @@ def check_build_args(options) -> tuple:
 
     if o.calib_method is not None and o.calib_method not in METHODS:
         raise UsageError(f"unknown --calib-method {o.calib_method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 <= o.min_agreement <= 1:
+        raise UsageError(f"--min-agreement is an AP against FP32 between 0 and 1, got {o.min_agreement}")
+    if o.max_fp32_layers is not None and o.max_fp32_layers < 0:
+        raise UsageError(f"--max-fp32-layers must be >= 0, got {o.max_fp32_layers}")
     if max_ap_drop is not None and precision != "int8":
         raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
     if max_ap_drop is not None and not 0 <= max_ap_drop <= 100:
