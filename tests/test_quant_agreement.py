@@ -63,13 +63,13 @@ def graft_outlier_head(pose_path, out_path, peak: float = 40.0, decoy: float = 3
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("agreement")
     det, pose = make_tiny_models(root)
-    return det, graft_outlier_head(pose, root / "pose_outliers.onnx"), root / "cache"
+    return det, graft_outlier_head(pose, root / "pose_outliers.onnx"), root / "cache", pose
 
 
 def test_entropy_collapses_the_outlier_head_and_the_build_recovers(models, tmp_path):
     from edgepose.workflows.build import BuildOptions, build
 
-    det, pose, cache = models
+    det, pose, cache, _ = models
     result = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:8", calib_size=8,
                                 out_dir=tmp_path / "out", det_threshold=0.05, progress=False, cache_dir=cache,
                                 benchmark=False))
@@ -87,7 +87,7 @@ def test_entropy_collapses_the_outlier_head_and_the_build_recovers(models, tmp_p
 def test_entropy_asked_for_keeps_layers_in_fp32_until_it_agrees(models, tmp_path):
     from edgepose.workflows.build import BuildOptions, build
 
-    det, pose, cache = models
+    det, pose, cache, _ = models
     build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:8", calib_size=8,
                        out_dir=tmp_path / "out", det_threshold=0.05, progress=False, cache_dir=cache,
                        benchmark=False, calib_method="entropy"))
@@ -106,7 +106,7 @@ def test_entropy_asked_for_keeps_layers_in_fp32_until_it_agrees(models, tmp_path
 def test_collapse_without_recovery_fails_and_writes_nothing(models, tmp_path):
     from edgepose.cli import main
 
-    det, pose, cache = models
+    det, pose, cache, _ = models
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["build", "--int8", "--det", str(det), "--pose", str(pose), "--calib",
                                     "synthetic:8", "--calib-size", "8", "--det-threshold", "0.05",
@@ -117,3 +117,19 @@ def test_collapse_without_recovery_fails_and_writes_nothing(models, tmp_path):
     assert "Traceback" not in res.output
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_agreement_of_fp32_with_itself_is_perfect_and_a_moved_keypoint_is_not(models, tmp_path):
+    """The judge on its own: FP32 against itself scores AP 1 and count ratio 1; the decoy-only
+    head (every keypoint moved to the decoy) scores 0."""
+    from edgepose.workflows.agreement import AgreementJudge
+    from edgepose.workflows.calibration_feeds import load_calibration_images
+
+    det, pose, cache, raw_pose = models
+    images = load_calibration_images("synthetic:2:21", size=2, progress=False, cache_dir=cache).images
+    judge = AgreementJudge({"det": det, "pose": pose}, images, score_threshold=0.05)
+    same_det, same_pose = judge("det", det), judge("pose", pose)
+    assert same_det.people_fp32 > 0 and same_det.ap == pytest.approx(1.0) and same_det.count_ratio == 1.0
+    assert same_pose.ap == pytest.approx(1.0)
+    decoy_only = graft_outlier_head(raw_pose, tmp_path / "decoy.onnx", peak=0.0, decoy=30.0)
+    assert judge("pose", decoy_only).ap < 0.1

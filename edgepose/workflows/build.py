@@ -60,7 +60,8 @@ class BuildOptions:
     pose-calibration crops.  ``threads``: ORT CPU threads for timing/eval.  ``engines``:
     TensorRT options, ``None`` for no engines.  ``calib_method``: the INT8 range method, ``None``
     for the one whose model agrees best with FP32 on the held-out images (``held_out`` of the
-    calibration set); ``min_agreement``: the task-metric AP vs FP32 (0-1) every INT8 model must
+    calibration images, never used for the statistics; they also rank layer sensitivity);
+    ``min_agreement``: the task-metric AP vs FP32 (0-1) every INT8 model must
     reach, keeping at most ``max_fp32_layers`` sensitive layers in FP32 (``None``: any) to get
     there, else the build fails and writes nothing."""
 

@@ -29,7 +29,7 @@ def _say(progress, text):
     say(text, enabled=progress, prefix="build")
 
 
-def calibration_feeds(src: dict, metas: dict, o, work) -> tuple:
+def read_feeds(src: dict, metas: dict, o, work) -> tuple:
     """``(calibration images, held-out images, {role: feeds}, {role: held-out feeds}, report
     entry)``; the held-out images never calibrate."""
     from edgepose.workflows import calibration_feeds as cf
@@ -62,7 +62,7 @@ def build_int8(src: dict, outs: dict, metas: dict, o, work) -> dict:
     from edgepose.quant.build import calibrate
     from edgepose.workflows.agreement import AgreementJudge
 
-    images, held, feeds, holds, calib_info = calibration_feeds(src, metas, o, work)
+    images, held, feeds, holds, calib_info = read_feeds(src, metas, o, work)
     info = {"calibration": calib_info, "models": {}}
     _say(o.progress, f"FP32 reference on {len(held)} held-out images")
     judge = AgreementJudge(src, held.images, o.det_threshold, o.threads)
@@ -103,7 +103,11 @@ def choose_method(role, calibrated, out_path, hold_feeds, judge, meta, extra, o,
         "methods": {m: trials[m][1].as_dict() for m in methods},
         "chosen": best, "chosen_by": "--calib-method" if o.calib_method else "agreement",
     }
-    if agreement.ap is not None and agreement.ap < o.min_agreement:
+    if agreement.ap is None:
+        log.warning("edgepose build: the FP32 detector finds nobody on the %d held-out calibration images, so the "
+                    "INT8 %s model's agreement with FP32 cannot be measured; using %s -- calibrate on images "
+                    "that show people", len(judge.images), role, best)
+    elif agreement.ap < o.min_agreement:
         graph, agreement, path = _keep_layers(role, graph, trials, hold_feeds, judge, meta, o, work)
     graph.entry["agreement"]["final"] = agreement.as_dict()
     shutil.copyfile(path, out_path)
