@@ -1,4 +1,4 @@
-"""build_precision / `edgepose build`: files, report, lint of every produced graph, and the
+"""workflows.build.build / `edgepose build`: files, report, lint of every produced graph, and the
 accuracy-budget search on a small case."""
 import json
 
