@@ -44,7 +44,7 @@ def check_build_args(options) -> tuple:
         if int(value) < low:
             raise UsageError(f"{option} must be >= {low}, got {value}")
     if not 0 <= det_threshold <= 1:
-        raise UsageError(f"--det-threshold is a detector score between 0 and 1, got {det_threshold}")
+        raise UsageError(f"--det-threshold must be in [0, 1] (a detector score), got {det_threshold}")
     if calib is not None and not str(calib).startswith("synthetic") and not Path(calib).exists():
         raise UsageError(f"calibration source {calib} does not exist; pass an image folder, a video, a COCO "
                          ".json or synthetic[:N[:SEED]]")
