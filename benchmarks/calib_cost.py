@@ -31,12 +31,12 @@ def _models(args):
 
 
 def _per_image_crops(images, crop_det, pose, threshold):
-    from edgepose.quant import calibration as C
+    from edgepose.workflows import calibration_feeds as F
 
     per_image = []
     for i in range(len(images)):
-        one = C.CalibrationImages([images.images[i]], [images.names[i]], images.source)
-        crops, _ = C.detector_crops(one, crop_det, pose, score_threshold=threshold)
+        one = F.CalibrationImages([images.images[i]], [images.names[i]], images.source)
+        crops, _ = F.detector_crops(one, crop_det, pose, score_threshold=threshold)
         per_image.append(np.concatenate(crops) if crops else None)
     return per_image
 
@@ -60,16 +60,17 @@ def fp32_pass(images, det, pose, per_image_crops, threads) -> float:
 def calibration(images, det, pose, crop_det, threshold, threads) -> dict:
     from edgepose.metadata import read_metadata
     from edgepose.quant import calibration as C
+    from edgepose.workflows import calibration_feeds as F
     from edgepose.quant.int8 import prepare_fp32
 
     times = {}
     t0 = time.perf_counter()
-    det_feeds = C.det_feeds(images, det, read_metadata(det))
-    crops, _ = C.detector_crops(images, det, pose, score_threshold=threshold)
+    det_feeds = F.det_feeds(images, det, read_metadata(det))
+    crops, _ = F.detector_crops(images, det, pose, score_threshold=threshold)
     if crop_det != det:  # random-weights detector: its crop pass is timed, the crops come from crop_det
-        crops, _ = C.detector_crops(images, crop_det, pose, score_threshold=threshold)
-    name, batch = C._input_of(pose)
-    pose_feeds = C._batched(C._evenly(crops, 512), name, batch)
+        crops, _ = F.detector_crops(images, crop_det, pose, score_threshold=threshold)
+    name, batch = F._input_of(pose)
+    pose_feeds = F._batched(F._evenly(crops, 512), name, batch)
     times["feeds_s"] = time.perf_counter() - t0
     for role, path, feeds in (("det", det, det_feeds), ("pose", pose, pose_feeds)):
         prepared, _ = prepare_fp32(path)
@@ -96,11 +97,11 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--label", default="")
     args = parser.parse_args()
-    from edgepose.quant import calibration as C
+    from edgepose.workflows import calibration_feeds as F
 
     det, pose, builtin_det = _models(args)
     crop_det = builtin_det if args.crops_from_builtin else det
-    images = C.load_calibration_images(f"synthetic:{args.images}:0", size=args.images, progress=False)
+    images = F.load_calibration_images(f"synthetic:{args.images}:0", size=args.images, progress=False)
     per_image = _per_image_crops(images, crop_det, pose, args.threshold)
     for _ in range(args.repeat):
         c0 = time.process_time()

@@ -180,9 +180,9 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     QLinearAdd, Relus become QLinearLeakyRelu lookups, and none of it changes an output value
     beyond float rounding."""
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    calib = F.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
     prepared, info = prepare_fp32(det, cpu_rewrite=True)
-    ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "entropy")
+    ranges = C.compute_ranges(C.collect_statistics(prepared, F.det_feeds(calib, det), progress=False), "entropy")
     paths = {flag: tmp_path / f"det_dm{int(flag)}.int8.onnx" for flag in (False, True)}
     for flag, path in paths.items():
         quantize_int8(prepared, ranges, path, improve_placement=flag)  # lint runs inside (raises on issues)
@@ -214,7 +214,7 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     assert all(producer_op == "DequantizeLinear" for producer_op in
                ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]
                 for n in before.node if n.op_type == "DepthToSpace"))
-    feeds = C.det_feeds(calib, det)[:2]
+    feeds = F.det_feeds(calib, det)[:2]
     ref, got = _run(onnx.load(str(paths[False])), feeds), _run(onnx.load(str(paths[True])), feeds)
     for name in ref:
         assert np.abs(got[name] - ref[name]).max() <= 1e-6 * np.abs(ref[name]).max() + 1e-7, name

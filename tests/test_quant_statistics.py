@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 
 from edgepose.quant import calibration as C
 from edgepose.quant import statistics as S
+from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.int8 import prepare_fp32
 from test_quant_int8 import make_tiny_models
 
@@ -25,7 +26,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    return C.load_calibration_images("synthetic:6:0", size=6, progress=False,
+    return F.load_calibration_images("synthetic:6:0", size=6, progress=False,
                                      cache_dir=tmp_path_factory.mktemp("synth_stats"))
 
 
@@ -54,7 +55,7 @@ def test_batched_detector_statistics_equal_one_image_at_a_time(tiny, images):
     det, _ = tiny
     prepared, _ = prepare_fp32(det)
     assert S._batch_dim(prepared) == 1 and S.batch_agnostic(prepared)  # runs as a dynamic-batch copy
-    feeds = C.det_feeds(images, det)
+    feeds = F.det_feeds(images, det)
     one = C.collect_statistics(prepared, feeds, progress=False, batch_size=1)
     batched = C.collect_statistics(prepared, feeds, progress=False, batch_size=4)
     _assert_same_statistics(one, batched)
@@ -64,7 +65,7 @@ def test_batched_detector_statistics_equal_one_image_at_a_time(tiny, images):
 def test_batched_pose_statistics_equal_one_crop_at_a_time(tiny, images):
     det, pose = tiny
     prepared, _ = prepare_fp32(pose)
-    feeds = C.pose_feeds(images, det, pose, score_threshold=0.1)
+    feeds = F.pose_feeds(images, det, pose, score_threshold=0.1)
     assert len(feeds) >= 4 and all(len(f[next(iter(f))]) == 1 for f in feeds)
     one = C.collect_statistics(prepared, feeds, progress=False, batch_size=1)
     batched = C.collect_statistics(prepared, feeds, progress=False, batch_size=16)

@@ -62,11 +62,9 @@ def build_cmd(precision, det, pose, calib, calib_method, min_agreement, max_fp32
     Without --det/--pose it builds the built-in default models, trained on synthetic people: they
     show the pipeline working but will not find real people reliably. For real models: edgepose
     export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx (likewise
-    fastpose_res50), then --det/--pose.
-
-    The set is written into a hidden sibling folder and moved into place at the end: a failure
-    or Ctrl-C leaves the previous set as it was.  Without TensorRT or a GPU it says why no
-    engine was built and exits 0; an engine build that fails exits non-zero with TensorRT's error.
+    fastpose_res50), then --det/--pose.  The set is written into a hidden sibling folder and
+    moved into place at the end (a failure or Ctrl-C leaves the previous set as it was); without
+    TensorRT or a GPU no engine is built (exit 0), a failing engine build exits non-zero.
     """
     from edgepose.errors import UsageError
     from edgepose.workflows.build import BuildOptions, EngineOptions, build
