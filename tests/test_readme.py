@@ -5,14 +5,12 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 
 from edgepose.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
 DOCS = (REPO / "README.md", REPO / "benchmarks" / "README.md")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.errors import MetadataError
-from test_pipeline import export_tiny_models, make_frame
+from helpers.tiny_pipeline import export_tiny_models, make_frame
 
 
 def _conv_onnx(path, outputs, in_channels=3, hw=(32, 24), batch="n"):

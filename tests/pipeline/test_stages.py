@@ -17,7 +17,7 @@ from edgepose.errors import UsageError
 from edgepose.metadata import ALPHAPOSE_MEAN_RGB, COCO_MEAN_BGR, COCO_STD_BGR, ModelMeta
 from edgepose.pipeline.affine import get_affine_transform
 from edgepose.pipeline.preprocess import box_to_center_scale, crop_people
-from test_pipeline import export_tiny_models, make_frame
+from helpers.tiny_pipeline import export_tiny_models, make_frame
 
 CROP_ATOL = 1e-4
 
