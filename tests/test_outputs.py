@@ -19,6 +19,7 @@ import cv2
 import pytest
 
 from helpers.media import image_folder as _image_folder, write_video as _write_video
+from helpers.optional import torch_or_skip
 from helpers.paths import REPO
 
 CLI = [sys.executable, "-c", "from edgepose.cli import main; main()"]
@@ -110,7 +111,7 @@ def _tree(folder) -> dict:
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     from helpers.tiny_pipeline import export_tiny_models
 
     return export_tiny_models(tmp_path_factory.mktemp("out_models"))

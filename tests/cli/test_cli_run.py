@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from helpers.media import image_folder as _image_folder, write_video as _write_video
+from helpers.optional import torch_or_skip
 from helpers.paths import REPO
 from helpers.tiny_pipeline import export_tiny_models
 
@@ -18,7 +19,7 @@ CLI = [sys.executable, "-c", "from edgepose.cli import main; main()"]
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     folder = tmp_path_factory.mktemp("cli_models")
     paths = export_tiny_models(folder)
     proto = onnx.load(str(paths["det"]))

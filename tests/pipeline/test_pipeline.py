@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from edgepose.errors import UsageError
+from helpers.optional import torch_or_skip
 from helpers.paths import REPO
 from helpers.tiny_pipeline import DET_META, POSE_META, export_tiny_models, make_frame
 
@@ -22,7 +23,7 @@ ATOL = 1e-5  # batched vs one-at-a-time (same backend, same arithmetic up to GEM
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     return export_tiny_models(tmp_path_factory.mktemp("tiny_models"))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 pytest.importorskip("torch_pruning")
 
 from edgepose.errors import CheckpointError, UsageError  # noqa: E402
