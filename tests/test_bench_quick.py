@@ -113,7 +113,7 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
 
         det, pose = model_args[1], model_args[3]
         monkeypatch.setattr(defaults, "default_model_paths", lambda cache_dir=None, force=False: (det, pose))
-    from edgepose.demo import format_summary, run_demo
+    from edgepose.workflows.demo import format_summary, run_demo
 
     out = tmp_path / "out"
     summary = run_demo(out, frames=5, people=2, size=(128, 128), val_images=4, progress=False)

@@ -24,10 +24,6 @@ PORTS = {
 
 # "path" or "path:function" -> why it is over the limit for now
 OVERSIZED = {
-    "quant/calibration.py": "feeds move to workflows, quant keeps the statistics (issue 11 item 1)",
-    "quant/build.py:_build_int8": "BuildOptions -> BuildResult workflow (issue 11 item 1)",
-    "demo.py:run_demo": "the demo workflow (issue 11 item 1)",
-    "cli/build.py:build_cmd": "the CLI only parses and calls BuildOptions (issue 11 item 1)",
     "cli/run.py:run": "CLI options rework of branches i10-in/i10-out (issue 10)",
 }
 

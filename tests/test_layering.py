@@ -36,7 +36,6 @@ PART_OF = {  # top-level modules/packages -> layer (packages not named here are 
     "ort_session": "bottom", "compare": "bottom", "progress": "bottom", "io_utils": "bottom", "_deps": "bottom",
     "_lazy": "bottom", "io_checks": "bottom", "outputs": "bottom",
     "plugins": "ops",  # the plugin library loader sits beside the custom ops it serves
-    "demo": "workflows",  # orchestration; moves into edgepose/workflows/ (issue 11 item 1)
     "__main__": "cli",
 }
 NEVER = {  # extra edges forbidden whatever the ranks say
@@ -50,20 +49,6 @@ NEVER = {  # extra edges forbidden whatever the ranks say
 ALLOWED = {
     ("edgepose.models.defaults", "edgepose.export"):
         "exporting the default models is default-model resolution, which moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build_checks", "edgepose.backends"):
-        "engine building moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build_checks", "edgepose.models.defaults"):
-        "default-model resolution moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.backends.onnxruntime"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.eval.dataset_eval"):
-        "AP measurement moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.build", "edgepose.pipeline.pipeline"):
-        "AP measurement moves to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.pipeline.pipeline"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
-    ("edgepose.quant.calibration", "edgepose.pipeline.preprocess"):
-        "feeds from the pipeline move to workflows (issue 11 item 1)",
 }
 
 

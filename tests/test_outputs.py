@@ -299,7 +299,7 @@ def test_build_interrupted_between_files_leaves_the_old_set(tiny, tmp_path, old_
 
 def test_engine_build_failure_is_an_error_and_keeps_the_old_set(tiny, tmp_path, old_set, monkeypatch):
     from edgepose.errors import EngineError
-    from edgepose.quant import build_checks
+    from edgepose.workflows import build_checks
 
     out, before = old_set
     det, pose = _other_models(tiny, tmp_path)

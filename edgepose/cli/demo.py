@@ -27,7 +27,7 @@ def demo(out_dir, precision, frames, people, val_images, no_fp32_compare, max_ap
     working but will not find real people reliably.
     """
     from edgepose.cli._defaults import say_builtin_models
-    from edgepose.demo import format_summary, run_demo
+    from edgepose.workflows.demo import format_summary, run_demo
 
     say_builtin_models()
     summary = run_demo(out_dir, frames=frames, people=people, val_images=val_images, precision=precision,

@@ -142,7 +142,7 @@ def _export(model, path, spec):
 
 def _evaluate(job, spec, onnx_path) -> dict:
     from edgepose.models.defaults import default_model_paths
-    from edgepose.quant.build import evaluate_files
+    from edgepose.workflows.measure import evaluate_files
 
     val = Path(job.val)
     if not (val / "annotations.json").is_file():
@@ -157,7 +157,7 @@ def _evaluate(job, spec, onnx_path) -> dict:
 def _latency(meta, paths: dict, runs: int) -> dict:
     import numpy as np
 
-    from edgepose.quant.build import ort_latency_ms
+    from edgepose.workflows.measure import ort_latency_ms
 
     h, w = meta.input_size
     feed = {meta.input_name: np.random.default_rng(0).standard_normal((1, 3, h, w)).astype(np.float32)}

@@ -171,7 +171,7 @@ def test_zero_frame_video_is_an_error(tmp_path):
 def test_calibration_skips_truncated_images_and_warns_when_far_short(tmp_path, caplog):
     import logging
 
-    from edgepose.quant.calibration import load_calibration_images
+    from edgepose.workflows.calibration_feeds import load_calibration_images
 
     for i in range(3):
         _png(tmp_path / f"{i}.png", seed=i)

@@ -177,15 +177,16 @@ def test_data_clip_into_readonly_folder_does_not_blame_opencv(tmp_path):
 
 def test_build_errors_name_build_options(tmp_path):
     from edgepose.errors import UsageError
-    from edgepose.quant.build import build_precision
+    from edgepose.workflows.build import BuildOptions, build
 
     det = _conv_onnx(tmp_path / "det.onnx", {"hm": 1, "wh": 2}, hw=(64, 64), batch=1)
     pose = _conv_onnx(tmp_path / "pose.onnx", {"heatmaps": 17})
     with pytest.raises(MetadataError) as info:
-        build_precision(det, pose, precision="fp16", out_dir=tmp_path / "b", progress=False)
+        build(BuildOptions(det=det, pose=pose, precision="fp16", out_dir=tmp_path / "b", progress=False))
     assert "`edgepose build` needs" in str(info.value) and "--input-size" not in str(info.value)
     with pytest.raises(UsageError, match="--det-threshold must be in"):
-        build_precision(det, pose, precision="int8", out_dir=tmp_path / "b", det_threshold=2.0, progress=False)
+        build(BuildOptions(det=det, pose=pose, precision="int8", out_dir=tmp_path / "b", det_threshold=2.0,
+                           progress=False))
     from edgepose.cli import main
 
     res = CliRunner().invoke(main, ["build", "--int8", "--det-threshold", "-1", "--out", str(tmp_path / "c")])

@@ -1,4 +1,4 @@
-"""build_precision / `edgepose build`: files, report, lint of every produced graph, and the
+"""workflows.build.build / `edgepose build`: files, report, lint of every produced graph, and the
 accuracy-budget search on a small case."""
 import json
 
@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from edgepose.compare import mean_rel_sq_error as output_error
 from edgepose.metadata import read_metadata
 from edgepose.quant import calibration as C
-from edgepose.quant.build import build_precision
+from edgepose.workflows import calibration_feeds as F
+from edgepose.workflows.build import BuildOptions, build
 from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
 from edgepose.quant.lint import lint_qdq
 from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
@@ -32,8 +33,9 @@ def cache(tmp_path_factory):
 def int8_build(tiny, cache, tmp_path_factory):
     det, pose = tiny
     out = tmp_path_factory.mktemp("int8_out")
-    report = build_precision(det, pose, precision="int8", calib="synthetic:6", calib_size=6, out_dir=out,
-                             det_threshold=0.05, progress=False, cache_dir=cache, calib_method="percentile")
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:6", calib_size=6,
+                                out_dir=out, det_threshold=0.05, progress=False, cache_dir=cache,
+                                calib_method="percentile")).report
     return out, report
 
 
@@ -42,7 +44,7 @@ def test_int8_build_writes_linted_graphs_and_report(int8_build, tiny, cache):
     det, pose = tiny
     assert sorted(p.name for p in out.iterdir()) == ["det.int8.onnx", "pose.int8.onnx", "report.json"]
     on_disk = json.loads((out / "report.json").read_text())
-    expected_hash = C.load_calibration_images("synthetic:6", size=6, progress=False, cache_dir=cache).sha256
+    expected_hash = F.load_calibration_images("synthetic:6", size=6, progress=False, cache_dir=cache).sha256
     assert on_disk["calibration"]["sha256"] == expected_hash
     assert on_disk["calibration"]["method"] == "percentile" and on_disk["calibration"]["pose_crops"] > 0
     for role, src in (("det", det), ("pose", pose)):
@@ -68,7 +70,7 @@ def test_int8_graphs_run_in_the_pipeline(int8_build, cache):
 
     pipe = Pipeline.from_files(str(out / "det.int8.onnx"), str(out / "pose.int8.onnx"), backend="onnxruntime",
                                runner_kw={"disable_cse": True}, score_threshold=0.05)
-    image = C.load_calibration_images("synthetic:1:9", size=1, progress=False, cache_dir=cache).images[0]
+    image = F.load_calibration_images("synthetic:1:9", size=1, progress=False, cache_dir=cache).images[0]
     result = pipe(image)
     assert result.keypoints.shape[1:] == (17, 2) and np.isfinite(result.keypoints).all()
 
@@ -104,14 +106,14 @@ def test_budget_search_respects_the_budget(tiny, cache, tmp_path):
     measured on the written ONNX files; the budget is a quarter of the full-INT8 drop, so
     the search has to keep layers in FP32 -- and the final file must fit the budget."""
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
-    held = C.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
+    calib = F.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
+    held = F.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
     prepared, _ = prepare_fp32(det)
-    feeds = C.det_feeds(calib, det)
+    feeds = F.det_feeds(calib, det)
     stats = C.collect_statistics(prepared, feeds[:4], progress=False)
     # deliberately coarse ranges (entropy on 4 images) so full INT8 visibly moves the outputs
     ranges = C.compute_ranges(stats, "entropy")
-    eval_feeds = C.det_feeds(held, det)
+    eval_feeds = F.det_feeds(held, det)
     reference = _run(prepared, eval_feeds)
 
     def score(path):
@@ -148,7 +150,7 @@ def test_budget_rejects_bad_input(tiny):
         budget_search({}, lambda p: {}, {}, -1.0, blame={})
     det, pose = tiny
     with pytest.raises(UsageError, match="INT8 only"):
-        build_precision(det, pose, precision="fp16", max_ap_drop=0.5, progress=False)
+        build(BuildOptions(det=det, pose=pose, precision="fp16", max_ap_drop=0.5, progress=False))
 
 
 def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_path):
@@ -156,10 +158,10 @@ def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_pat
     minmax ranges, 'noisy' the same ranges except three conv inputs clipped to a tenth.  The
     search must spend its FP32 layers on 'noisy' -- on those three convs -- not on 'clean'."""
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
-    held = C.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
+    calib = F.load_calibration_images("synthetic:6:0", size=6, progress=False, cache_dir=cache)
+    held = F.load_calibration_images("synthetic:3:11", size=3, progress=False, cache_dir=cache)
     prepared, _ = prepare_fp32(det)
-    feeds = C.det_feeds(calib, det)
+    feeds = F.det_feeds(calib, det)
     clean = C.compute_ranges(C.collect_statistics(prepared, feeds[:4], progress=False), "minmax")
     users = {}
     for node in prepared.graph.node:
@@ -170,10 +172,11 @@ def test_budget_search_blames_the_role_that_causes_the_drop(tiny, cache, tmp_pat
     noisy = dict(clean)
     for node in victims:
         noisy[node.input[0]] = clean[node.input[0]] * 0.1
-    eval_feeds = C.det_feeds(held, det)
+    eval_feeds = F.det_feeds(held, det)
     reference = _run(prepared, eval_feeds)
     ranking = layer_sensitivity(prepared, noisy, feeds[4:])
-    plans = {"clean": QuantPlan("clean", prepared, clean, ranking), "noisy": QuantPlan("noisy", prepared, noisy, ranking)}
+    plans = {"clean": QuantPlan("clean", prepared, clean, ranking),
+             "noisy": QuantPlan("noisy", prepared, noisy, ranking)}
     assert {n.name for n in victims} <= set(plans["noisy"].kept(6))
 
     def evaluate(paths):
@@ -195,9 +198,9 @@ def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
     """The --max-ap-drop path end to end on a 3-image synthetic eval set: FP32 and INT8 AP
     are measured with the pipeline and the reported drops are the differences."""
     det, pose = tiny
-    report = build_precision(det, pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
-                             det_threshold=0.05, progress=False, cache_dir=cache, max_ap_drop=0.5, eval_size=3,
-                             benchmark=False)
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4,
+                                out_dir=tmp_path, det_threshold=0.05, progress=False, cache_dir=cache,
+                                max_ap_drop=0.5, eval_size=3, benchmark=False)).report
     ap = report["ap"]
     assert ap["max_ap_drop"] == 0.5 and ap["budget_met"] is True
     for key in ("bbox_AP", "keypoints_AP"):
@@ -211,8 +214,9 @@ def test_build_with_budget_measures_ap_on_an_eval_set(tiny, cache, tmp_path):
 
 def test_cpu_build_keeps_the_image_stem_in_fp32(tiny, cache, tmp_path):
     det, pose = tiny
-    report = build_precision(det, pose, precision="int8", calib="synthetic:4", calib_size=4, out_dir=tmp_path,
-                             det_threshold=0.05, progress=False, cache_dir=cache, cpu_rewrite=True, benchmark=False)
+    report = build(BuildOptions(det=det, pose=pose, precision="int8", calib="synthetic:4", calib_size=4,
+                                out_dir=tmp_path, det_threshold=0.05, progress=False, cache_dir=cache,
+                                cpu_rewrite=True, benchmark=False)).report
     for role in ("det", "pose"):
         kept = report["models"][role]["fp32_nodes"]
         model = onnx.load(str(tmp_path / f"{role}.int8.onnx"))

@@ -4,7 +4,7 @@ import onnx
 import pytest
 
 from edgepose.metadata import metadata_from_proto
-from edgepose.quant import calibration as C
+from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.fp16 import convert_fp16
 
 from helpers.quant_models import make_tiny_models, run_onnx as _run
@@ -35,11 +35,11 @@ def test_fp16_matches_fp32_within_1e2(tiny, tmp_path, role):
     assert metadata_from_proto(model).precision == "fp16"
     assert producers  # non-empty graph
 
-    images = C.load_calibration_images("synthetic:3:5", size=3, progress=False, cache_dir=tmp_path)
+    images = F.load_calibration_images("synthetic:3:5", size=3, progress=False, cache_dir=tmp_path)
     if role == "det":
-        feeds = C.det_feeds(images, det)
+        feeds = F.det_feeds(images, det)
     else:
-        feeds = C.pose_feeds(images, det, pose, score_threshold=0.05, max_crops=8)
+        feeds = F.pose_feeds(images, det, pose, score_threshold=0.05, max_crops=8)
     ref, got = _run(fp32, feeds), _run(model, feeds)
     for name in ref:
         assert got[name].dtype == np.float32

@@ -13,6 +13,7 @@ import pytest
 
 from edgepose.errors import CalibrationError
 from edgepose.quant import calibration as C
+from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.int8 import fusion_summary, prepare_fp32, quantizable_nodes, quantize_int8
 from edgepose.quant.lint import lint_qdq
 from helpers.quant_models import make_tiny_models, run_onnx as _run
@@ -42,10 +43,10 @@ def _cosine(a, b):
 @pytest.mark.parametrize("method", C.METHODS)
 def test_int8_detector_agrees_with_fp32_on_pipeline_inputs(tiny, synth_dir, method):
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:8:0", size=8, progress=False, cache_dir=synth_dir)
-    held = C.load_calibration_images("synthetic:4:7", size=4, progress=False, cache_dir=synth_dir)
+    calib = F.load_calibration_images("synthetic:8:0", size=8, progress=False, cache_dir=synth_dir)
+    held = F.load_calibration_images("synthetic:4:7", size=4, progress=False, cache_dir=synth_dir)
     prepared, _ = prepare_fp32(det)
-    stats = C.collect_statistics(prepared, C.FeedReader(C.det_feeds(calib, det)), progress=False)
+    stats = C.collect_statistics(prepared, C.FeedReader(F.det_feeds(calib, det)), progress=False)
     heads = C.head_tensors(prepared)
     assert {"hm", "wh", "reg"} <= set(heads) and len(heads) == 6  # + the three heads' last hidden layers
     ranges = C.compute_ranges(stats, method, full_range=heads)
@@ -53,7 +54,7 @@ def test_int8_detector_agrees_with_fp32_on_pipeline_inputs(tiny, synth_dir, meth
         assert ranges[name] == pytest.approx(stats[name].absmax)
     q = quantize_int8(prepared, ranges, None)
     assert lint_qdq(q) == []
-    feeds = C.det_feeds(held, det)
+    feeds = F.det_feeds(held, det)
     ref, got = _run(onnx.load(str(det)), feeds), _run(q, feeds)
     for head in ("hm", "wh", "reg"):
         assert _cosine(ref[head], got[head]) >= 0.99, (method, head)
@@ -63,22 +64,22 @@ def test_int8_detector_agrees_with_fp32_on_pipeline_inputs(tiny, synth_dir, meth
 
 def test_int8_pose_on_detector_crops_agrees_with_fp32(tiny, synth_dir):
     det, pose = tiny
-    calib = C.load_calibration_images("synthetic:8:0", size=8, progress=False, cache_dir=synth_dir)
-    held = C.load_calibration_images("synthetic:4:7", size=4, progress=False, cache_dir=synth_dir)
-    feeds = C.pose_feeds(calib, det, pose, score_threshold=0.05, max_crops=48)
+    calib = F.load_calibration_images("synthetic:8:0", size=8, progress=False, cache_dir=synth_dir)
+    held = F.load_calibration_images("synthetic:4:7", size=4, progress=False, cache_dir=synth_dir)
+    feeds = F.pose_feeds(calib, det, pose, score_threshold=0.05, max_crops=48)
     assert len(feeds) > 4
     prepared, _ = prepare_fp32(pose)
     stats = C.collect_statistics(prepared, feeds, progress=False)
     q = quantize_int8(prepared, C.compute_ranges(stats, "entropy", full_range=C.head_tensors(prepared)), None)
-    test_feeds = C.pose_feeds(held, det, pose, score_threshold=0.05, max_crops=16)
+    test_feeds = F.pose_feeds(held, det, pose, score_threshold=0.05, max_crops=16)
     ref, got = _run(onnx.load(str(pose)), test_feeds), _run(q, test_feeds)
     assert _cosine(ref["heatmaps"], got["heatmaps"]) >= 0.99
 
 
 def test_pose_crops_come_from_the_detector(tiny, synth_dir):
     det, pose = tiny
-    images = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
-    crops, counts = C.detector_crops(images, det, pose, score_threshold=0.05)
+    images = F.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    crops, counts = F.detector_crops(images, det, pose, score_threshold=0.05)
     from edgepose.backends.onnxruntime import ORTRunner
     from edgepose.pipeline.pipeline import Pipeline
 
@@ -91,13 +92,13 @@ def test_pose_crops_come_from_the_detector(tiny, synth_dir):
 # ----------------------------------------------------------------------------- ORT fusion
 def test_every_conv_becomes_qlinearconv_with_cse_disabled(tiny, synth_dir):
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    calib = F.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
     for rewrite in (False, True):
         prepared, info = prepare_fp32(det, cpu_rewrite=rewrite)
         convs = sum(n.op_type == "Conv" for n in prepared.graph.node)
         deconvs = sum(n.op_type == "ConvTranspose" for n in prepared.graph.node)
         assert deconvs == (0 if rewrite else 3)
-        ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "minmax")
+        ranges = C.compute_ranges(C.collect_statistics(prepared, F.det_feeds(calib, det), progress=False), "minmax")
         path = synth_dir / f"det_rw{int(rewrite)}.int8.onnx"
         quantize_int8(prepared, ranges, path)
         fused = fusion_summary(path)
@@ -126,9 +127,9 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     QLinearAdd, Relus become QLinearLeakyRelu lookups, and none of it changes an output value
     beyond float rounding."""
     det, _ = tiny
-    calib = C.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
+    calib = F.load_calibration_images("synthetic:4:0", size=4, progress=False, cache_dir=synth_dir)
     prepared, info = prepare_fp32(det, cpu_rewrite=True)
-    ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "entropy")
+    ranges = C.compute_ranges(C.collect_statistics(prepared, F.det_feeds(calib, det), progress=False), "entropy")
     paths = {flag: tmp_path / f"det_dm{int(flag)}.int8.onnx" for flag in (False, True)}
     for flag, path in paths.items():
         quantize_int8(prepared, ranges, path, improve_placement=flag)  # lint runs inside (raises on issues)
@@ -160,7 +161,7 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     assert all(producer_op == "DequantizeLinear" for producer_op in
                ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]
                 for n in before.node if n.op_type == "DepthToSpace"))
-    feeds = C.det_feeds(calib, det)[:2]
+    feeds = F.det_feeds(calib, det)[:2]
     ref, got = _run(onnx.load(str(paths[False])), feeds), _run(onnx.load(str(paths[True])), feeds)
     for name in ref:
         assert np.abs(got[name] - ref[name]).max() <= 1e-6 * np.abs(ref[name]).max() + 1e-7, name
@@ -234,8 +235,8 @@ def test_grouped_deconv_rewrite_equals_conv_transpose(cin, cout, group, kernel, 
 
 def test_rewrite_and_bn_folding_keep_whole_models_exact(tiny, synth_dir):
     det, pose = tiny
-    images = C.load_calibration_images("synthetic:2:3", size=2, progress=False, cache_dir=synth_dir)
-    feeds = C.det_feeds(images, det)
+    images = F.load_calibration_images("synthetic:2:3", size=2, progress=False, cache_dir=synth_dir)
+    feeds = F.det_feeds(images, det)
     ref = _run(onnx.load(str(det)), feeds)
     prepared, info = prepare_fp32(det, cpu_rewrite=True)
     assert len(info["deconv_rewritten"]) == 3
@@ -301,15 +302,15 @@ def test_calibration_hash_changes_when_the_data_changes(tmp_path):
     import cv2
 
     _write_images(tmp_path / "a", 5)
-    first = C.load_calibration_images(tmp_path / "a", size=None, progress=False)
-    again = C.load_calibration_images(tmp_path / "a", size=None, progress=False)
+    first = F.load_calibration_images(tmp_path / "a", size=None, progress=False)
+    again = F.load_calibration_images(tmp_path / "a", size=None, progress=False)
     assert len(first) == 5 and first.sha256 == again.sha256
     img = cv2.imread(str(tmp_path / "a" / "img03.png"))
     img[5, 7, 1] ^= 1  # one bit of one pixel
     cv2.imwrite(str(tmp_path / "a" / "img03.png"), img)
-    changed = C.load_calibration_images(tmp_path / "a", size=None, progress=False)
+    changed = F.load_calibration_images(tmp_path / "a", size=None, progress=False)
     assert changed.sha256 != first.sha256
-    assert C.load_calibration_images(tmp_path / "a", size=3, progress=False).sha256 != changed.sha256
+    assert F.load_calibration_images(tmp_path / "a", size=3, progress=False).sha256 != changed.sha256
     swapped = C.calibration_hash(changed.images[::-1], changed.names[::-1])
     assert swapped != changed.sha256
 
@@ -317,15 +318,15 @@ def test_calibration_hash_changes_when_the_data_changes(tmp_path):
 def test_empty_or_unreadable_sets_raise_calibration_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CalibrationError, match="--calib"):
-        C.load_calibration_images(tmp_path / "empty", progress=False)
+        F.load_calibration_images(tmp_path / "empty", progress=False)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(CalibrationError, match="unreadable"):
-        C.load_calibration_images(tmp_path / "bad", progress=False)
+        F.load_calibration_images(tmp_path / "bad", progress=False)
     with pytest.raises(CalibrationError, match="does not exist"):
-        C.load_calibration_images(tmp_path / "missing", progress=False)
+        F.load_calibration_images(tmp_path / "missing", progress=False)
     with pytest.raises(CalibrationError):
-        C.load_calibration_images(None, progress=False)
+        F.load_calibration_images(None, progress=False)
 
 
 def test_video_source_gives_evenly_spaced_frames(tmp_path):
@@ -336,7 +337,7 @@ def test_video_source_gives_evenly_spaced_frames(tmp_path):
     for i in range(30):
         writer.write(np.full((24, 32, 3), i * 8, np.uint8))
     writer.release()
-    frames = C.load_calibration_images(path, size=4, progress=False)
+    frames = F.load_calibration_images(path, size=4, progress=False)
     assert frames.names == [f"clip.avi#{i}" for i in (0, 10, 19, 29)]
     # frame i was painted with value 8*i (MJPG keeps flat frames within a few levels)
     assert [int(round(float(f.mean()) / 8)) for f in frames.images] == [0, 10, 19, 29]
@@ -349,7 +350,7 @@ def test_coco_source_reads_listed_images(tmp_path):
     ann = {"images": [{"id": i, "file_name": f"img{i:02d}.png"} for i in range(4)], "annotations": [],
            "categories": [{"id": 1, "name": "person"}]}
     (tmp_path / "ann.json").write_text(json.dumps(ann))
-    got = C.load_calibration_images(tmp_path / "ann.json", size=2, progress=False)
+    got = F.load_calibration_images(tmp_path / "ann.json", size=2, progress=False)
     assert got.names == ["img00.png", "img03.png"]
 
 
@@ -395,8 +396,8 @@ def test_quantizable_nodes_and_exclusions(tiny, synth_dir):
     prepared, _ = prepare_fp32(det)
     names = quantizable_nodes(prepared)
     assert len(names) == sum(n.op_type in ("Conv", "ConvTranspose", "Add") for n in prepared.graph.node)
-    calib = C.load_calibration_images("synthetic:2:0", size=2, progress=False, cache_dir=synth_dir)
-    ranges = C.compute_ranges(C.collect_statistics(prepared, C.det_feeds(calib, det), progress=False), "minmax")
+    calib = F.load_calibration_images("synthetic:2:0", size=2, progress=False, cache_dir=synth_dir)
+    ranges = C.compute_ranges(C.collect_statistics(prepared, F.det_feeds(calib, det), progress=False), "minmax")
     keep = names[:2]
     q = quantize_int8(prepared, ranges, None, nodes_to_exclude=keep)
     assert lint_qdq(q, allow_float=keep) == []

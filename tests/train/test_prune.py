@@ -194,7 +194,7 @@ def test_detector_distillation_loss_runs_and_decreases(synth_data):
 
 def test_int8_build_on_pruned_onnx(pruned_pose, tmp_path):
     from edgepose.export import torch2onnx
-    from edgepose.quant.build import build_precision
+    from edgepose.workflows.build import BuildOptions, build
     from edgepose.quant.lint import lint_qdq
 
     import onnx
@@ -204,8 +204,8 @@ def test_int8_build_on_pruned_onnx(pruned_pose, tmp_path):
     torch2onnx(det, det_path, batch=1)
     torch2onnx(pruned_pose[0], pose_path, batch="dynamic")
     out = tmp_path / "int8"
-    report = build_precision(det_path, pose_path, precision="int8", calib="synthetic:4", calib_size=4,
-                             out_dir=out, det_threshold=0.05, progress=False, cache_dir=tmp_path / "cache")
+    report = build(BuildOptions(det=det_path, pose=pose_path, precision="int8", calib="synthetic:4", calib_size=4,
+                                out_dir=out, det_threshold=0.05, progress=False, cache_dir=tmp_path / "cache")).report
     for role in ("det", "pose"):
         model = onnx.load(str(out / f"{role}.int8.onnx"))
         assert lint_qdq(model) == []

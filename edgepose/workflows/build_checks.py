@@ -11,19 +11,30 @@ import logging
 from pathlib import Path
 
 from edgepose.errors import UsageError
+from edgepose.quant.build import PRECISIONS
 
 log = logging.getLogger("edgepose")
 
-PRECISIONS = ("int8", "fp16")
 
-
-def check_build_args(det_onnx, pose_onnx, precision, calib, max_ap_drop, out_dir, calib_size, eval_ann,
-                      eval_images, eval_size, det_threshold, threads):
-    """Every option and input of :func:`build_precision`, before any output exists."""
+def check_build_args(options) -> tuple:
+    """Every option and input of a :class:`edgepose.workflows.build.BuildOptions`, before any
+    output exists; returns ``(det path, pose path, {role: ModelMeta})``."""
     from edgepose.outputs import check_writable
 
+    o = options
+    det_onnx, pose_onnx, precision, calib, max_ap_drop = o.det, o.pose, o.precision, o.calib, o.max_ap_drop
+    out_dir, calib_size, eval_ann, eval_images = o.out_dir, o.calib_size, o.eval_ann, o.eval_images
+    eval_size, det_threshold, threads = o.eval_size, o.det_threshold, o.threads
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    from edgepose.quant.calibration import METHODS
+
+    if o.calib_method is not None and o.calib_method not in METHODS:
+        raise UsageError(f"unknown --calib-method {o.calib_method!r}; choose one of {', '.join(METHODS)}")
+    if not 0 <= o.min_agreement <= 1:
+        raise UsageError(f"--min-agreement is an AP against FP32 between 0 and 1, got {o.min_agreement}")
+    if o.max_fp32_layers is not None and o.max_fp32_layers < 0:
+        raise UsageError(f"--max-fp32-layers must be >= 0, got {o.max_fp32_layers}")
     if max_ap_drop is not None and precision != "int8":
         raise UsageError("--max-ap-drop applies to INT8 only (FP16 keeps the sensitive layers in FP32 already)")
     if max_ap_drop is not None and not 0 <= max_ap_drop <= 100:

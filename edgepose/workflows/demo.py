@@ -1,7 +1,7 @@
 """``edgepose demo``: the whole flow on a fresh machine, with nothing downloaded.
 
 1. export the built-in default models to ONNX (:func:`edgepose.models.defaults.default_model_paths`);
-2. build the best precision available (INT8 Q/DQ via :mod:`edgepose.quant.build`, else FP32),
+2. build the best precision available (INT8 Q/DQ via :mod:`edgepose.workflows.build`, else FP32),
    kept only if its AP is within ``max_ap_drop`` points of FP32 -- the demo says which one it
    used and why;
 3. generate a demo clip (moving synthetic people) and run the pipeline on it, writing
@@ -9,7 +9,7 @@
 4. score box AP and keypoint AP on a generated validation set (own seed);
 5. print one FPS / latency / AP table (also ``OUT/demo_summary.json``).
 
-    from edgepose.demo import run_demo
+    from edgepose.workflows.demo import run_demo
     summary = run_demo("out")
 """
 from __future__ import annotations
@@ -37,30 +37,29 @@ def build_best_precision(det, pose, out_dir, precision="auto", cache_dir=None, p
     if precision == "fp32":
         return "fp32", det, pose, "FP32 as asked"
     try:
-        from edgepose.quant.build import build_precision
+        from edgepose.workflows.build import BuildOptions, build
     except ImportError as exc:
         if precision != "auto":
-            raise UsageError(f"{precision} needs edgepose.quant.build, which is not available ({exc}); "
+            raise UsageError(f"{precision} needs edgepose.workflows.build, which is not available ({exc}); "
                              "use --precision fp32") from None
-        return "fp32", det, pose, f"INT8 unavailable (edgepose.quant.build: {exc}); using FP32"
+        return "fp32", det, pose, f"INT8 unavailable (edgepose.workflows.build: {exc}); using FP32"
     want = "int8" if precision == "auto" else precision
     _say(f"building {want.upper()} models in {out_dir} ...", progress)
-    kw = dict(precision=want, out_dir=out_dir, progress=progress, measure=False, benchmark=False,
-              cache_dir=cache_dir)
+    options = BuildOptions(out_dir=out_dir, precision=want, det=det, pose=pose, progress=progress, measure=False,
+                           benchmark=False, cache_dir=cache_dir)
     if want == "int8":
         # the demo runs on ONNX Runtime CPU: let it run the deconvolutions in INT8 too (exact rewrite)
-        kw.update(calib="synthetic:32:500", calib_size=32, cpu_rewrite=True)
+        options.calib, options.calib_size, options.cpu_rewrite = "synthetic:32:500", 32, True
     try:
-        report = build_precision(det, pose, **kw)
+        result = build(options)
     except EdgeposeError as exc:
         if precision != "auto":
             raise
         return "fp32", det, pose, f"INT8 build failed ({exc}); using FP32"
-    outs = report.get("outputs", {})
-    d, p = outs.get("det"), outs.get("pose")
+    d, p = result.outputs.get("det"), result.outputs.get("pose")
     if not (d and p and Path(d).is_file() and Path(p).is_file()):
         if precision != "auto":
-            raise UsageError(f"the {want} build wrote no det/pose ONNX files (report: {report.get('report')})")
+            raise UsageError(f"the {want} build wrote no det/pose ONNX files (report: {result.report_path})")
         return "fp32", det, pose, f"the {want.upper()} build produced no models; using FP32"
     return want, Path(d), Path(p), f"{want.upper()} Q/DQ ONNX built" if want == "int8" else "FP16 ONNX built"
 
@@ -108,11 +107,8 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     validation set are within ``max_ap_drop`` points of FP32 (``None``: keep it anyway);
     otherwise the video and results come from FP32 and the summary says why.
     """
-    from edgepose.data.synthetic import generate_clip, generate_dataset
-    from edgepose.eval.dataset_eval import evaluate_pipeline
     from edgepose.io_utils import atomic_path
     from edgepose.models.defaults import resolve_models
-    from edgepose.pipeline.pipeline import Pipeline
 
     if precision not in PRECISIONS:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -128,30 +124,15 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     prec, det, pose, note = build_best_precision(det32, pose32, out / "build", precision, cache_dir=data,
                                                  progress=progress)
     _say(f"precision: {prec.upper()} -- {note}", progress)
-
-    clip = data / f"demo_clip_{people}p_{frames}f_{size[0]}x{size[1]}.mp4"
-    if not (clip.is_file() and clip.with_suffix(".json").is_file()):
-        _say(f"generating a {frames}-frame clip with {people} people ...", progress)
-        generate_clip(clip, frames, people, seed=clip_seed, image_size=size, progress=progress)
-    vdir = data / f"val_seed{val_seed}_{val_images}_{size[0]}x{size[1]}"
-    if not (vdir / "annotations.json").is_file():
-        _say(f"generating {val_images} validation images (seed {val_seed}) ...", progress)
-        generate_dataset(vdir, val_images, val_seed, image_size=size, max_people=4, progress=progress)
+    clip, vdir = _demo_data(data, frames, people, size, val_images, val_seed, clip_seed, progress)
 
     runner_kw = {"threads": threads} if threads else {}
     configs = {prec: (det, pose)}
     if prec != "fp32" and (compare_fp32 or max_ap_drop is not None):
         configs["fp32"] = (det32, pose32)
     # 1. accuracy of every candidate (detector threshold 0.1: the whole precision/recall curve)
-    aps = {}
-    for name, (d, p) in configs.items():
-        pipe = Pipeline.from_files(str(d), str(p), backend="onnxruntime", runner_kw=runner_kw, score_threshold=0.1)
-        try:
-            _say(f"{name.upper()}: scoring AP on {val_images} validation images ...", progress)
-            metrics, _, _ = evaluate_pipeline(pipe, vdir / "annotations.json", vdir / "images", progress=progress)
-        finally:
-            pipe.close()
-        aps[name] = {k: float(v) for k, v in metrics.items()}
+    aps = {name: _score_ap(d, p, vdir, runner_kw, f"{name.upper()}: scoring AP on {val_images} validation "
+                           "images ...", progress) for name, (d, p) in configs.items()}
     # 2. a reduced precision is used only when it keeps the accuracy (within max_ap_drop points)
     if prec != "fp32" and max_ap_drop is not None:
         drops = {k: 100 * (aps["fp32"][k] - aps[prec][k]) for k in ("bbox_AP", "keypoints_AP")}
@@ -162,35 +143,67 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
             _say(f"precision: FP32 -- {note}", progress)
     order = [prec] + [n for n in configs if n != prec]
     # 3. the demo clip: overlay video + COCO results with the chosen precision, timing for all
-    rows = []
-    for name in order:
-        d, p = configs[name]
-        is_main = name == prec
-        pipe = Pipeline.from_files(str(d), str(p), backend="onnxruntime", runner_kw=runner_kw)
-        try:
-            _say(f"{name.upper()}: running the pipeline on {clip.name} ...", progress)
-            summary = _run_clip(pipe, clip, save=out / "demo.mp4" if is_main else None,
-                                json_path=out / "results.json" if is_main else None, progress=progress)
-        finally:
-            pipe.close()
-        total = summary.stats.get("total")
-        rows.append({
-            "precision": name, "det": str(d), "pose": str(p), "used": is_main,
-            "fps": summary.fps, "pipeline_fps": summary.pipeline_fps,
-            "latency_ms": {k: {"p50": v.p50, "p90": v.p90, "p99": v.p99} for k, v in summary.stats.items()},
-            "total_ms_p50": total.p50 if total else None,
-            "people_per_frame": summary.persons / max(1, summary.frames_processed),
-            "frames": summary.frames_processed,
-            "ap": aps[name],
-        })
+    rows = [_clip_row(name, *configs[name], name == prec, clip, out, runner_kw, aps[name], progress)
+            for name in order]
     result = {
         "precision": prec, "note": note, "video": str(out / "demo.mp4"), "results": str(out / "results.json"),
-        "clip": str(clip), "clip_annotations": str(clip.with_suffix(".json")), "val": str(vdir / "annotations.json"), "rows": rows,
-        "wall_s": round(time.perf_counter() - t_start, 1),
+        "clip": str(clip), "clip_annotations": str(clip.with_suffix(".json")), "val": str(vdir / "annotations.json"),
+        "rows": rows, "wall_s": round(time.perf_counter() - t_start, 1),
     }
     with atomic_path(out / "demo_summary.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _demo_data(data: Path, frames, people, size, val_images, val_seed, clip_seed, progress) -> tuple:
+    """``(clip path, validation folder)``, generated once into ``data``."""
+    from edgepose.data.synthetic import generate_clip, generate_dataset
+
+    clip = data / f"demo_clip_{people}p_{frames}f_{size[0]}x{size[1]}.mp4"
+    if not (clip.is_file() and clip.with_suffix(".json").is_file()):
+        _say(f"generating a {frames}-frame clip with {people} people ...", progress)
+        generate_clip(clip, frames, people, seed=clip_seed, image_size=size, progress=progress)
+    vdir = data / f"val_seed{val_seed}_{val_images}_{size[0]}x{size[1]}"
+    if not (vdir / "annotations.json").is_file():
+        _say(f"generating {val_images} validation images (seed {val_seed}) ...", progress)
+        generate_dataset(vdir, val_images, val_seed, image_size=size, max_people=4, progress=progress)
+    return clip, vdir
+
+
+def _score_ap(det, pose, vdir: Path, runner_kw, text, progress) -> dict:
+    from edgepose.eval.dataset_eval import evaluate_pipeline
+    from edgepose.pipeline.pipeline import Pipeline
+
+    pipe = Pipeline.from_files(str(det), str(pose), backend="onnxruntime", runner_kw=runner_kw, score_threshold=0.1)
+    try:
+        _say(text, progress)
+        metrics, _, _ = evaluate_pipeline(pipe, vdir / "annotations.json", vdir / "images", progress=progress)
+    finally:
+        pipe.close()
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _clip_row(name, det, pose, is_main, clip, out: Path, runner_kw, ap, progress) -> dict:
+    """Run the pipeline of ``name`` on the clip (the used one writes the video and results)."""
+    from edgepose.pipeline.pipeline import Pipeline
+
+    pipe = Pipeline.from_files(str(det), str(pose), backend="onnxruntime", runner_kw=runner_kw)
+    try:
+        _say(f"{name.upper()}: running the pipeline on {clip.name} ...", progress)
+        summary = _run_clip(pipe, clip, save=out / "demo.mp4" if is_main else None,
+                            json_path=out / "results.json" if is_main else None, progress=progress)
+    finally:
+        pipe.close()
+    total = summary.stats.get("total")
+    return {
+        "precision": name, "det": str(det), "pose": str(pose), "used": is_main,
+        "fps": summary.fps, "pipeline_fps": summary.pipeline_fps,
+        "latency_ms": {k: {"p50": v.p50, "p90": v.p90, "p99": v.p99} for k, v in summary.stats.items()},
+        "total_ms_p50": total.p50 if total else None,
+        "people_per_frame": summary.persons / max(1, summary.frames_processed),
+        "frames": summary.frames_processed,
+        "ap": ap,
+    }
 
 
 def format_summary(summary: dict) -> str:

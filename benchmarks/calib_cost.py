@@ -1,0 +1,121 @@
+"""Benchmark: INT8 calibration wall time vs one FP32 pass over the same images.
+
+    PYTHONPATH=$PWD python benchmarks/calib_cost.py --images 32 [--det D.onnx --pose P.onnx] [--repeat 2]
+
+FP32 pass: per image, ``ctdet_preprocess`` + one detector call + one pose call on the crops
+of that image (what ``edgepose run`` does, minus decoding).  Calibration: what
+``build --int8`` does before quantizing -- detector feeds, the FP32 detector's crops,
+``prepare_fp32``, one statistics pass per model and the ranges of every method.
+
+The pose crops come from the built-in detector (trained on synthetic people) when
+``--crops-from-builtin`` is given: a detector with random weights finds nobody, so its own
+crops would leave the pose model without data.  Timings, not a test; run it with
+``nice -n 10`` and read ratios from one run (before/after code: run it once per PYTHONPATH,
+interleaved).  Prints one JSON line per repeat; ``cpu_ratio_all_methods`` is the ratio of process CPU time
+(calibration with all four methods' ranges / FP32 pass), steadier than wall time on a shared machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def _models(args):
+    from edgepose.models.defaults import default_model_paths
+
+    det, pose = default_model_paths()
+    return (args.det or str(det)), (args.pose or str(pose)), str(det)
+
+
+def _per_image_crops(images, crop_det, pose, threshold):
+    from edgepose.workflows import calibration_feeds as F
+
+    per_image = []
+    for i in range(len(images)):
+        one = F.CalibrationImages([images.images[i]], [images.names[i]], images.source)
+        crops, _ = F.detector_crops(one, crop_det, pose, score_threshold=threshold)
+        per_image.append(np.concatenate(crops) if crops else None)
+    return per_image
+
+
+def fp32_pass(images, det, pose, per_image_crops, threads) -> float:
+    from edgepose.metadata import read_metadata
+    from edgepose.ort_session import create_session
+    from edgepose.pipeline.preprocess import ctdet_preprocess
+
+    meta = read_metadata(det)
+    det_s, pose_s = create_session(det, threads=threads), create_session(pose, threads=threads)
+    det_in, pose_in = det_s.get_inputs()[0].name, pose_s.get_inputs()[0].name
+    t0 = time.perf_counter()
+    for image, crops in zip(images.images, per_image_crops):
+        det_s.run(None, {det_in: ctdet_preprocess(image, meta)[0]})
+        if crops is not None:
+            pose_s.run(None, {pose_in: crops})
+    return time.perf_counter() - t0
+
+
+def calibration(images, det, pose, crop_det, threshold, threads) -> dict:
+    from edgepose.metadata import read_metadata
+    from edgepose.quant import calibration as C
+    from edgepose.workflows import calibration_feeds as F
+    from edgepose.quant.int8 import prepare_fp32
+
+    times = {}
+    t0 = time.perf_counter()
+    det_feeds = F.det_feeds(images, det, read_metadata(det))
+    crops, _ = F.detector_crops(images, det, pose, score_threshold=threshold)
+    if crop_det != det:  # random-weights detector: its crop pass is timed, the crops come from crop_det
+        crops, _ = F.detector_crops(images, crop_det, pose, score_threshold=threshold)
+    name, batch = F._input_of(pose)
+    pose_feeds = F._batched(F._evenly(crops, 512), name, batch)
+    times["feeds_s"] = time.perf_counter() - t0
+    for role, path, feeds in (("det", det, det_feeds), ("pose", pose, pose_feeds)):
+        prepared, _ = prepare_fp32(path)
+        t1 = time.perf_counter()
+        stats = C.collect_statistics(prepared, C.FeedReader(feeds), progress=False, threads=threads)
+        times[f"{role}_stats_s"] = time.perf_counter() - t1
+        heads = C.head_tensors(prepared)
+        for method in C.METHODS:
+            t2 = time.perf_counter()
+            C.compute_ranges(stats, method, full_range=heads)
+            times[f"{role}_{method}_s"] = time.perf_counter() - t2
+    times["crops"] = len(crops)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--det")
+    parser.add_argument("--pose")
+    parser.add_argument("--crops-from-builtin", action="store_true")
+    parser.add_argument("--threshold", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    from edgepose.workflows import calibration_feeds as F
+
+    det, pose, builtin_det = _models(args)
+    crop_det = builtin_det if args.crops_from_builtin else det
+    images = F.load_calibration_images(f"synthetic:{args.images}:0", size=args.images, progress=False)
+    per_image = _per_image_crops(images, crop_det, pose, args.threshold)
+    for _ in range(args.repeat):
+        c0 = time.process_time()
+        fp32 = fp32_pass(images, det, pose, per_image, args.threads)
+        c1 = time.process_time()
+        cal = calibration(images, det, pose, crop_det, args.threshold, args.threads)
+        cal["cpu_ratio_all_methods"] = round((time.process_time() - c1) / (c1 - c0), 3)
+        entropy_total = cal["feeds_s"] + cal["det_stats_s"] + cal["pose_stats_s"] + cal["det_entropy_s"] \
+            + cal["pose_entropy_s"]
+        print(json.dumps({"label": args.label, "images": len(images), "fp32_pass_s": round(fp32, 3),
+                          "calib_entropy_s": round(entropy_total, 3),
+                          "ratio_entropy": round(entropy_total / fp32, 3),
+                          **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in cal.items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

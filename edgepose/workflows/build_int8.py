@@ -1,0 +1,199 @@
+"""The INT8 part of ``edgepose build``: calibration feeds from the pipeline, the ONNX -> ONNX
+quantization of :mod:`edgepose.quant`, agreement with FP32 on held-out images, and the
+accuracy-budget search on the eval set.
+
+The calibration set is split: about a quarter of its images (evenly spaced) are held out and
+never calibrate.  On them every candidate is scored against FP32 with a task metric
+(:mod:`edgepose.workflows.agreement`: box AP and person count for the detector, keypoint AP
+on the same crops for the pose model).  The one statistics pass gives the ranges of every
+method (entropy, minmax, percentile, mse); without ``--calib-method`` the method that agrees
+best is used.  When even that stays under ``min_agreement``, the most sensitive layers are
+kept in FP32 (:func:`edgepose.quant.sensitivity.budget_search`) until it agrees; when that is
+not allowed (``max_fp32_layers``) or not enough, the build fails with the numbers and writes
+nothing -- a collapsed model is never written with exit 0.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from edgepose.errors import CalibrationError, QuantizationError
+from edgepose.progress import say
+from edgepose.workflows.measure import ap_summary, drop_points, eval_set, evaluate_files
+
+log = logging.getLogger("edgepose")
+
+
+def _say(progress, text):
+    say(text, enabled=progress, prefix="build")
+
+
+def read_feeds(src: dict, metas: dict, o, work) -> tuple:
+    """``(calibration images, held-out images, {role: feeds}, {role: held-out feeds}, report
+    entry)``; the held-out images never calibrate."""
+    from edgepose.workflows import calibration_feeds as cf
+
+    calib = o.calib or "synthetic"
+    _say(o.progress, f"reading calibration set {calib}")
+    images = cf.load_calibration_images(calib, size=o.calib_size, progress=o.progress, cache_dir=o.cache_dir or work)
+    used, held = images.split(o.held_out)
+    info = {"source": images.source, "images": len(images), "sha256": images.sha256,
+            "skipped": len(images.skipped), "method": o.calib_method or "auto",
+            "percentile": 99.99 if o.calib_method in (None, "percentile") else None,
+            "calibration_images": len(used), "held_out_images": len(held),
+            "held_out_disjoint": len(used) + len(held) == len(images)}
+    feeds = {"det": cf.det_feeds(used, src["det"], metas["det"], progress=o.progress)}
+    holds = {"det": cf.det_feeds(held, src["det"], metas["det"])}
+    _say(o.progress, "running the FP32 detector for pose-calibration crops")
+    feeds["pose"] = cf.pose_feeds(used, src["det"], src["pose"], score_threshold=o.det_threshold,
+                                  progress=o.progress)
+    try:
+        holds["pose"] = cf.pose_feeds(held, src["det"], src["pose"], score_threshold=o.det_threshold)
+    except CalibrationError:  # nobody on the held-out images: sensitivity uses calibration crops
+        holds["pose"] = feeds["pose"][:2]
+    info["pose_crops"] = sum(len(next(iter(f.values()))) for f in feeds["pose"])
+    return images, held, feeds, holds, info
+
+
+def build_int8(src: dict, outs: dict, metas: dict, o, work) -> dict:
+    """Quantize both models into ``outs``; returns the report entries (calibration, models and,
+    with a budget, ap)."""
+    from edgepose.quant.build import calibrate
+    from edgepose.workflows.agreement import AgreementJudge
+
+    images, held, feeds, holds, calib_info = read_feeds(src, metas, o, work)
+    info = {"calibration": calib_info, "models": {}}
+    _say(o.progress, f"FP32 reference on {len(held)} held-out images")
+    judge = AgreementJudge(src, held.images, o.det_threshold, o.threads)
+    graphs = {}
+    for role in ("det", "pose"):
+        _say(o.progress, f"calibrating {role} ({len(feeds[role])} feeds)")
+        calibrated = calibrate(src[role], feeds[role], cpu_rewrite=o.cpu_rewrite, progress=o.progress,
+                               threads=o.threads)
+        extra = {"calib_sha256": images.sha256}
+        graphs[role] = choose_method(role, calibrated, outs[role], holds[role], judge, metas[role], extra, o,
+                                     Path(work))
+        info["models"][role] = graphs[role].entry
+    if o.max_ap_drop is not None:
+        info["ap"] = _fit_budget(src, outs, metas, graphs, holds, info, o, work)
+    return info
+
+
+def choose_method(role, calibrated, out_path, hold_feeds, judge, meta, extra, o, work):
+    """Quantize with every candidate method, score each against FP32 on the held-out images,
+    keep the best (or the one asked for) in ``out_path``; keep layers in FP32 or fail when it
+    does not reach ``o.min_agreement``."""
+    from edgepose.quant.build import quantize_method
+    from edgepose.quant.calibration import METHODS
+
+    methods = [o.calib_method] if o.calib_method else list(METHODS)
+    trials = {}
+    for method in methods:
+        path = work / f"{role}.{method}.onnx"
+        graph = quantize_method(calibrated, method, path, hold_feeds, meta=meta, extra_meta=extra)
+        trials[method] = (graph, judge(role, path), path)
+        _say(o.progress, f"{role} {method}: {trials[method][1].text()} vs FP32")
+    best = max(methods, key=lambda m: -1.0 if trials[m][1].ap is None else trials[m][1].ap)  # first of equals
+    graph, agreement, path = trials[best]
+    graph.entry["calib_method"] = best
+    graph.entry["agreement"] = {
+        "held_out_images": len(judge.images), "min_ap_vs_fp32": o.min_agreement,
+        "metric": "bbox AP vs FP32 detections" if role == "det" else "keypoint AP (OKS) vs FP32 on the same crops",
+        "methods": {m: trials[m][1].as_dict() for m in methods},
+        "chosen": best, "chosen_by": "--calib-method" if o.calib_method else "agreement",
+    }
+    if agreement.ap is None:
+        log.warning("edgepose build: the FP32 detector finds nobody on the %d held-out calibration images, so the "
+                    "INT8 %s model's agreement with FP32 cannot be measured; using %s -- calibrate on images "
+                    "that show people", len(judge.images), role, best)
+    elif agreement.ap < o.min_agreement:
+        graph, agreement, path = _keep_layers(role, graph, trials, hold_feeds, judge, meta, o, work)
+    graph.entry["agreement"]["final"] = agreement.as_dict()
+    shutil.copyfile(path, out_path)
+    return graph
+
+
+def _keep_layers(role, graph, trials, hold_feeds, judge, meta, o, work):
+    """Keep the most sensitive layers of ``graph`` in FP32 until it agrees with FP32 (at most
+    ``o.max_fp32_layers``); QuantizationError with every number when it cannot."""
+    from edgepose.quant.int8 import quantizable_nodes
+    from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
+
+    _say(o.progress, f"{role}: no method reaches AP {o.min_agreement} vs FP32; keeping sensitive layers in FP32")
+    candidates = [n for n in quantizable_nodes(graph.prepared) if n not in graph.always]
+    limit = len(candidates) if o.max_fp32_layers is None else int(o.max_fp32_layers)
+    ranking = layer_sensitivity(graph.prepared, graph.ranges, hold_feeds, candidates=candidates,
+                                threads=o.threads)[:limit] if limit else []
+    plan = QuantPlan(role, graph.prepared, graph.ranges, ranking, meta, graph.extra_meta, always=graph.always)
+    scores = {}
+
+    def evaluate(paths):
+        scores[str(paths[role])] = judge(role, paths[role])
+        return {"agreement": scores[str(paths[role])].ap}
+
+    result = budget_search({role: plan}, evaluate, {"agreement": 1.0}, (1.0 - o.min_agreement) * 100,
+                           blame={"agreement": [role]}, work_dir=work / f"agree_{role}")
+    path = result["paths"][role]
+    final = scores[str(path)]
+    if not result["met"]:
+        tried = "; ".join(f"{m} {a.text()}" for m, (_, a, _) in trials.items())
+        raise QuantizationError(
+            f"INT8 {role} model collapses against FP32 on {len(judge.images)} held-out calibration images "
+            f"({tried}; need AP >= {o.min_agreement}); keeping {len(result['kept'][role]) - len(graph.always)} "
+            f"sensitive layers in FP32 reached {final.text()}. Nothing was written. Calibrate on images like "
+            "the deployment scene, allow more FP32 layers (--max-fp32-layers), lower --min-agreement or build --fp16")
+    graph.always = result["kept"][role]
+    graph.entry["fp32_nodes"] = graph.always
+    graph.entry["agreement"]["kept_fp32_for_agreement"] = len(graph.always)
+    return graph, final, path
+
+
+def _fit_budget(src, outs, metas, graphs, holds, info, o, work) -> dict:
+    """Keep the most sensitive layers in FP32 until box and keypoint AP are within
+    ``o.max_ap_drop`` points of FP32 (the final graphs replace ``outs``); the ``ap`` entry."""
+    ann, images_dir = eval_set(o.eval_ann, o.eval_images, o.eval_size, o.cache_dir or work)
+    _say(o.progress, f"accuracy budget {o.max_ap_drop} AP points on {ann}")
+    baseline = evaluate_files(src["det"], src["pose"], ann, images_dir, threads=o.threads)
+    full = evaluate_files(outs["det"], outs["pose"], ann, images_dir, threads=o.threads)
+    full_drops = drop_points(baseline, full)
+    entry = {"eval_set": str(ann), "fp32": ap_summary(baseline), "int8_full": ap_summary(full),
+             "max_ap_drop": o.max_ap_drop,
+             "drop_points_full_int8": {k: round(v, 3) for k, v in full_drops.items()}}
+    if all(d <= o.max_ap_drop + 1e-9 for d in full_drops.values()):  # full INT8 already fits the budget
+        return {**entry, "int8": ap_summary(full), "budget_met": True,
+                "drop_points": {k: round(v, 3) for k, v in full_drops.items()}, "search": []}
+    result = _budget_search(src, outs, metas, graphs, holds, info, o, work, (ann, images_dir), baseline)
+    return {**entry, "int8": ap_summary(result["metrics"]), "budget_met": result["met"],
+            "drop_points": {k: round(v, 3) for k, v in result["drops"].items()}, "search": result["history"]}
+
+
+def _budget_search(src, outs, metas, graphs, holds, info, o, work, eval_files, baseline) -> dict:
+    import onnx
+
+    from edgepose.io_utils import atomic_path
+    from edgepose.quant.int8 import quantizable_nodes
+    from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
+
+    qplans = {}
+    for role, graph in graphs.items():
+        _say(o.progress, f"layer sensitivity of {role} on {len(holds[role])} held-out feeds")
+        candidates = [n for n in quantizable_nodes(graph.prepared) if n not in graph.always]
+        ranking = layer_sensitivity(graph.prepared, graph.ranges, holds[role], candidates=candidates,
+                                    progress=o.progress, threads=o.threads)
+        info["models"][role]["sensitivity_top"] = [{"node": n, "rel_err": float(s)} for n, s in ranking[:10]]
+        qplans[role] = QuantPlan(role, graph.prepared, graph.ranges, ranking, metas[role], graph.extra_meta,
+                                 always=graph.always)
+
+    def evaluate(paths):
+        return evaluate_files(paths["det"], paths["pose"], *eval_files, threads=o.threads)
+
+    result = budget_search(qplans, evaluate, baseline, o.max_ap_drop,
+                           blame={"bbox_AP": ["det"], "keypoints_AP": ["pose", "det"]},
+                           work_dir=Path(work) / "budget")
+    for role, path in result["paths"].items():
+        final = onnx.load(str(path))
+        with atomic_path(outs[role]) as tmp:
+            onnx.save(final, str(tmp))
+        info["models"][role]["fp32_nodes"] = result["kept"][role]
+    return result
