@@ -20,8 +20,7 @@ from helpers.quant_models import make_tiny_models, run_onnx as _run
 
 
 # ----------------------------------------------------------------------------- tiny models
-
-
+# (built by tests/helpers/quant_models.py, shared with the FP16 / build / agreement tests)
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_tiny_models(tmp_path_factory.mktemp("tiny_models"))
@@ -35,8 +34,6 @@ def synth_dir(tmp_path_factory):
 def _cosine(a, b):
     a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-
-
 
 
 # ----------------------------------------------------------------------------- agreement
