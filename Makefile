@@ -51,8 +51,8 @@ test: install triton
 # Developer targets (need network, binutils, gcc): regenerate tests/data/trt_api from the real
 # binding wheels, and run the TensorRT tests with the real 10.3 / 11.4 bindings importable
 # (stub libraries, no GPU). See docs/tensorrt.md.
-TRT_API_TESTS := tests/test_trt_api_contract.py tests/test_trt_build_logic.py tests/test_trt_runner.py tests/test_trt_imports.py \
-                 tests/test_runners.py tests/test_lazy_imports.py tests/gpu
+TRT_API_TESTS := tests/backends/test_trt_api_contract.py tests/backends/test_trt_build_logic.py tests/backends/test_trt_runner.py tests/backends/test_trt_imports.py \
+                 tests/backends/test_runners.py tests/test_lazy_imports.py tests/gpu
 trt-api-snapshots: install
 	for v in 10.3.0 10.16.0.72 11.4.0.106; do $(BIN)/python tools/trt_api_snapshot.py tensorrt $$v || exit 1; done
 	for r in cuda-python==12.2.1 cuda-python==12.6.2.post1 cuda-bindings==12.9.0 cuda-bindings==13.0.0; do \

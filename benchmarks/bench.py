@@ -277,7 +277,7 @@ def measure_row(row, inputs, args) -> dict:
                                "pipeline_pose_ms_mean": float(np.mean(pipe_pose)),
                                "pipeline_total_ms_p50": float(np.median(total))}
         out["persons"] = persons
-        if not overlap:  # the overlap row gives the same results (tests/test_stages.py): AP measured once
+        if not overlap:  # the overlap row gives the same results (tests/pipeline/test_stages.py): AP measured once
             pipe.score_threshold = args.ap_threshold
             val = inputs["val"]
             metrics, _, _ = evaluate_pipeline(pipe, val["ann"], val["images"], limit=val["limit"],
@@ -290,7 +290,7 @@ def measure_row(row, inputs, args) -> dict:
 
 
 def _share_serial_ap(measured):
-    """An overlap row gives the serial row's results exactly (tests/test_stages.py), so it
+    """An overlap row gives the serial row's results exactly (tests/pipeline/test_stages.py), so it
     carries that row's AP, saying where it comes from, instead of measuring it twice."""
     serial = {r["name"]: r for r in measured if not r.get("overlap")}
     for r in measured:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import TEST_DATA
 
 
 def reference_dir() -> Path:
@@ -14,7 +14,7 @@ def reference_dir() -> Path:
     nothing outside the repository is needed by default.
     """
     env = os.environ.get("EDGEPOSE_REFERENCE")
-    cand = Path(env) if env else REPO / "tests" / "data" / "reference"
+    cand = Path(env) if env else TEST_DATA / "reference"
     if not (cand / "golden_vectors.json").exists():
         raise FileNotFoundError(f"reference data not found in {cand} (golden_vectors.json missing)")
     return cand

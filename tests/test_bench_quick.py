@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.optional import torch_or_skip
+from helpers.paths import REPO
+
 
 pytest.importorskip("pycocotools")
 pytest.importorskip("matplotlib")
@@ -23,7 +25,7 @@ def _models(tmp_path):
         default_weights("default_det"), default_weights("default_pose")
         return [], []
     except Exception:  # noqa: BLE001 - no shipped weights yet
-        pytest.importorskip("torch")
+        torch_or_skip()
         from edgepose.export import torch2onnx
 
         det, pose = tmp_path / "det.onnx", tmp_path / "pose.onnx"

@@ -2,9 +2,8 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+from helpers.paths import TESTS
 
 SAMPLE = """
 import pytest

@@ -9,9 +9,10 @@ the body, docstring included.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1] / "edgepose"
+from helpers.paths import REPO
+
+ROOT = REPO / "edgepose"
 MODULE_LIMIT = 400
 FUNCTION_LIMIT = 60
 

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "edgepose"
+from helpers.paths import REPO
+
+ROOT = REPO / "edgepose"
 
 # layer of each top-level part of the package, lowest first; equal rank = peers
 LAYERS = {

@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from test_cli_run import _image_folder, _write_video
+from helpers.media import image_folder as _image_folder, write_video as _write_video
+from helpers.optional import torch_or_skip
+from helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from edgepose.cli import main; main()"]
 
 
@@ -110,15 +111,15 @@ def _tree(folder) -> dict:
 # ---------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
-    from test_pipeline import export_tiny_models
+    torch_or_skip()
+    from helpers.tiny_pipeline import export_tiny_models
 
     return export_tiny_models(tmp_path_factory.mktemp("out_models"))
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from test_quant_int8 import make_tiny_models
+    from helpers.quant_models import make_tiny_models
 
     return make_tiny_models(tmp_path_factory.mktemp("out_tiny_build"))
 

@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.optional import torch_or_skip
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
@@ -37,7 +38,7 @@ def corner_pool_model(nested=False):
 
 
 def heatmap_topk_model(plugin):
-    pytest.importorskip("torch")
+    torch_or_skip()
     from edgepose.ops.heatmap_topk import heatmap_topk_onnx_model
 
     return heatmap_topk_onnx_model((1, 3, 8, 8), K=5, plugin=plugin)

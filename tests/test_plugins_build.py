@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
+
 PLUGINS = REPO / "plugins"
 KERNELS = sorted(PLUGINS.glob("*/*Kernel.cu"))
 GLUE = sorted(PLUGINS.glob("*/*Plugin.cpp")) + [PLUGINS / "register.cpp"]

@@ -5,14 +5,14 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 import pytest
 
 from edgepose.cli import main
+from helpers.optional import torch_or_skip
+from helpers.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DOCS = (REPO / "README.md", REPO / "benchmarks" / "README.md")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 OPTION = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
@@ -172,7 +172,7 @@ def _prepare_snippet_files(code, folder):
 
 @pytest.mark.slow
 def test_readme_python_snippets_run(tmp_path):
-    pytest.importorskip("torch")
+    torch_or_skip()
     blocks = _blocks(DOCS[0].read_text(), "python")
     assert blocks, "README has no Python example"
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}

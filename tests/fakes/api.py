@@ -22,9 +22,10 @@ import gzip
 import inspect
 import json
 from functools import lru_cache
-from pathlib import Path
 
-SNAPSHOT_DIR = Path(__file__).resolve().parents[1] / "data" / "trt_api"
+from helpers.paths import TEST_DATA
+
+SNAPSHOT_DIR = TEST_DATA / "trt_api"
 TRT_VERSIONS = ("10.3.0", "10.16.0.72", "11.4.0.106")           # the supported span, oldest to newest
 CUDA_VERSIONS = ("12.2.1", "12.6.2.post1", "12.9.0", "13.0.0")  # cuda-python / cuda-bindings releases
 

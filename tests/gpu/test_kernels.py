@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from helpers.cuda_kernels import (MODES, build_shim, corner_pool_decomposition_torch, corner_pool_gpu,
                                   heatmap_topk_gpu)
+from helpers.optional import torch_or_skip
 
 from edgepose.ops.heatmap_topk import heatmap_topk_numpy
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 
 DTYPES = {"fp32": (0, torch.float32, np.float32), "fp16": (1, torch.float16, np.float16)}
 

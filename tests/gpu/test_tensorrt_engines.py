@@ -14,8 +14,9 @@ import pytest
 
 from edgepose.backends.trt.version import tensorrt_status
 from edgepose.compare import compare_arrays
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 _OK, _WHY = tensorrt_status()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _OK, reason=f"TensorRT engines cannot be built here: {_WHY}")]
 

@@ -3,6 +3,7 @@
 CI machines have no CUDA GPU, no TensorRT and no TensorRT headers, so the tests that need them
 (tests/gpu, the plugin glue build, engines) may skip there; anything else that skips in CI --
 a missing optional package, a server that did not start -- would hide a broken install step.
+PyTorch missing (helpers/optional.py, "PyTorch is not installed") is such a skip: it fails in CI.
 """
 from __future__ import annotations
 

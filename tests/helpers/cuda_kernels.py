@@ -8,7 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.paths import REPO
+
 MODES = {"top": 0, "bottom": 1, "left": 2, "right": 3}
 
 

@@ -3,8 +3,9 @@ import io
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 

@@ -16,7 +16,7 @@ from edgepose.quant.int8 import prepare_fp32, quantizable_nodes, quantize_int8
 from edgepose.quant.lint import lint_qdq
 from edgepose.quant.sensitivity import QuantPlan, budget_search, layer_sensitivity
 
-from test_quant_int8 import _run, make_tiny_models
+from helpers.quant_models import make_tiny_models, run_onnx as _run
 
 
 @pytest.fixture(scope="module")

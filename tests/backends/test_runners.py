@@ -11,8 +11,9 @@ from edgepose.backends import load_runner
 from edgepose.backends.onnxruntime import ORTRunner
 from edgepose.errors import DependencyError, MetadataError, UsageError
 from edgepose.metadata import ModelMeta, attach_metadata
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 
 
 def _tiny_heads_model():

@@ -7,8 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 cv2 = pytest.importorskip("cv2")
 
 from edgepose.errors import SourceError, UsageError  # noqa: E402

@@ -5,11 +5,11 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
+
 
 SCRIPT = textwrap.dedent("""
     import json, sys

@@ -3,22 +3,23 @@ that stops early or Ctrl-C still writes what was processed."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
 import pytest
 
-from test_pipeline import export_tiny_models, make_frame
+from helpers.media import image_folder as _image_folder, write_video as _write_video
+from helpers.optional import torch_or_skip
+from helpers.paths import REPO
+from helpers.tiny_pipeline import export_tiny_models
 
-REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from edgepose.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     folder = tmp_path_factory.mktemp("cli_models")
     paths = export_tiny_models(folder)
     proto = onnx.load(str(paths["det"]))
@@ -32,20 +33,6 @@ def _cli(*args, timeout=180):
     return subprocess.run([*CLI, *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def _image_folder(folder, n=3):
-    folder.mkdir()
-    for i in range(1, n + 1):
-        cv2.imwrite(str(folder / f"{i}.png"), make_frame(i))
-    return folder
-
-
-def _write_video(path, n):
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (128, 96))
-    assert writer.isOpened()
-    for i in range(n):
-        writer.write(make_frame(i))
-    writer.release()
-    return path
 
 
 def test_bad_camera_index_one_line_exit_2(models):

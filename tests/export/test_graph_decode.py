@@ -5,8 +5,9 @@ import io
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 

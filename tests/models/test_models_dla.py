@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 
 from edgepose.models.centernet_dla import DeformConv, centernet_dla34  # noqa: E402
 from edgepose.models.signature import VARIANTS, manifest_entries, signature  # noqa: E402

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.errors import MetadataError
-from test_pipeline import export_tiny_models, make_frame
+from helpers.optional import torch_or_skip
+from helpers.tiny_pipeline import export_tiny_models, make_frame
 
 
 def _conv_onnx(path, outputs, in_channels=3, hw=(32, 24), batch="n"):
@@ -33,7 +34,7 @@ def _conv_onnx(path, outputs, in_channels=3, hw=(32, 24), batch="n"):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     return export_tiny_models(tmp_path_factory.mktemp("check_models"))
 
 

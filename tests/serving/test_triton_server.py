@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from edgepose.errors import DependencyError
+from helpers.optional import torch_or_skip
 
-pytest.importorskip("torch")  # exporting the default models to ONNX (once, cached)
+torch_or_skip()  # exporting the default models to ONNX (once, cached)
 import tritonclient.http as http  # noqa: E402  (a test dependency: pip install -e '.[triton]', make triton)
 
 CONCURRENT = 8

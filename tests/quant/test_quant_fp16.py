@@ -7,7 +7,7 @@ from edgepose.metadata import metadata_from_proto
 from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.fp16 import convert_fp16
 
-from test_quant_int8 import _run, make_tiny_models
+from helpers.quant_models import make_tiny_models, run_onnx as _run
 
 
 @pytest.fixture(scope="module")

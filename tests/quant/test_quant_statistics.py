@@ -16,7 +16,7 @@ from edgepose.quant import calibration as C
 from edgepose.quant import statistics as S
 from edgepose.workflows import calibration_feeds as F
 from edgepose.quant.int8 import prepare_fp32
-from test_quant_int8 import make_tiny_models
+from helpers.quant_models import make_tiny_models
 
 
 @pytest.fixture(scope="module")

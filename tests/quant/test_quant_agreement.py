@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
-from test_quant_int8 import make_tiny_models
+from helpers.quant_models import make_tiny_models
 
 
 def graft_outlier_head(pose_path, out_path, peak: float = 40.0, decoy: float = 30.0, spare: int = 15):

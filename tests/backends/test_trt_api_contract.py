@@ -13,20 +13,18 @@ import importlib.util
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from fakes.api import CUDA_VERSIONS, TRT_VERSIONS, cuda_runtime_snapshot, load_snapshot
 from fakes.fake_cudart import STREAM, FakeCudart
 from fakes.fake_tensorrt import FakeTensorRT
+from helpers.paths import REPO
 from helpers.trt_onnx import DET_META, POSE_META, tiny_onnx
 from packaging.specifiers import SpecifierSet
 
 from edgepose.backends.trt import build, cuda_mem, version
 from edgepose.errors import EngineError
-
-REPO = Path(__file__).resolve().parents[1]
 # names the code uses only behind a version check, and the releases that have them
 GUARDED = {"OnnxParserFlag.ADJUST_FOR_DLA": ">=10.16"}  # build.parse_onnx, via version.adjust_for_dla_supported
 

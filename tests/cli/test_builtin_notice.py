@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgepose.cli import main
+from helpers.optional import torch_or_skip
 
 NOTICE_START = "edgepose: note: using the built-in default"
 # the facts the notice and --help must carry (whitespace-normalised, so wrapping does not matter)
@@ -30,7 +31,7 @@ def defaults(tmp_path_factory):
 
     if not all((D.WEIGHTS_DIR / f"{n}.pth").is_file() for n in ("default_det", "default_pose")):
         pytest.fail("the built-in default weights are missing from edgepose/models/weights/")
-    pytest.importorskip("torch")
+    torch_or_skip()
     cache = tmp_path_factory.mktemp("default_cache")
     det, pose = D.default_model_paths(cache)
     return cache, det, pose

@@ -1,6 +1,6 @@
 """TensorRT build logic that needs no GPU: version gates, profile computation, logger
 mapping, parser-error messages, plugin error paths, the build cache (skip / rebuild), DLA
-rules, status messages (the runner: test_trt_runner.py).
+rules, status messages (the runner: tests/backends/test_trt_runner.py).
 
 TensorRT and cuda-python are replaced *only at the library boundary* by fakes made from
 snapshots of the real APIs (tests/fakes, tests/data/trt_api): real enum members and values

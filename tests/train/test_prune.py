@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 pytest.importorskip("torch_pruning")
 
 from edgepose.errors import CheckpointError, UsageError  # noqa: E402
@@ -110,7 +111,7 @@ def test_torch_runner_loads_a_pruned_file(pruned_pose, pruned_file):
 def test_fastpose_duc_head_is_left_out_and_the_model_still_exports(tmp_path):
     from edgepose.export import torch2onnx
     from edgepose.models.alphapose import fastpose
-    from test_quant_int8 import randomise
+    from helpers.quant_models import randomise
 
     torch.manual_seed(0)
     model = randomise(fastpose(18, 17, widths=(16, 32, 64, 128)), 4).eval()

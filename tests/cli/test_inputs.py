@@ -3,15 +3,13 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edgepose.cli import main
 from edgepose.errors import MetadataError, UsageError
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers.paths import REPO
 
 
 def _invoke(*args):

@@ -17,7 +17,8 @@ from edgepose.errors import UsageError
 from edgepose.metadata import ALPHAPOSE_MEAN_RGB, COCO_MEAN_BGR, COCO_STD_BGR, ModelMeta
 from edgepose.pipeline.affine import get_affine_transform
 from edgepose.pipeline.preprocess import box_to_center_scale, crop_people
-from test_pipeline import export_tiny_models, make_frame
+from helpers.optional import torch_or_skip
+from helpers.tiny_pipeline import export_tiny_models, make_frame
 
 CROP_ATOL = 1e-4
 
@@ -82,7 +83,7 @@ def test_fast_crop_quirk_and_buffer_errors():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    pytest.importorskip("torch")
+    torch_or_skip()
     return export_tiny_models(tmp_path_factory.mktemp("stage_models"))
 
 

@@ -2,8 +2,9 @@
 and the golden ``centernet_ctdet_decode`` case (reference README, "Decode (ctdet_decode)")."""
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 ort = pytest.importorskip("onnxruntime")
 
 from edgepose.errors import UsageError  # noqa: E402

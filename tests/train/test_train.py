@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers.optional import torch_or_skip
 
-torch = pytest.importorskip("torch")
+torch = torch_or_skip()
 cv2 = pytest.importorskip("cv2")
 
 from edgepose.metadata import COCO_FLIP_PAIRS  # noqa: E402

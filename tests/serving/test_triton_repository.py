@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from edgepose.errors import DependencyError, UsageError
+from helpers.optional import torch_or_skip
 
-pytest.importorskip("torch")  # exporting the default models (once, cached)
+torch_or_skip()  # exporting the default models (once, cached)
 # a test dependency (pip install -e '.[triton]'; make test installs it): the real protobuf schema
 import tritonclient.grpc.model_config_pb2 as model_config_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402  (comes with tritonclient[grpc])
