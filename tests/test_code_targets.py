@@ -24,7 +24,6 @@ PORTS = {
 
 # "path" or "path:function" -> why it is over the limit for now
 OVERSIZED = {
-    "cli/run.py:run": "CLI options rework of branches i10-in/i10-out (issue 10)",
 }
 
 

@@ -15,7 +15,7 @@ TORCH_FREE_IN_MODELS = ("edgepose.models.checkpoint", "edgepose.models.signature
 MUST_IMPORT_WITHOUT_TORCH = (
     "edgepose", "edgepose.cli", "edgepose.metadata", "edgepose.models", "edgepose.models.checkpoint",
     "edgepose.export", "edgepose.backends", "edgepose.backends.onnxruntime", "edgepose.backends.factory",
-    "edgepose.backends.tensorrt", "edgepose.backends.trt.runner", "edgepose.backends.trt.build",
+    "edgepose.backends.trt.runner", "edgepose.backends.trt.build",
     "edgepose.pipeline", "edgepose.pipeline.pipeline", "edgepose.pipeline.preprocess", "edgepose.pipeline.decode", "edgepose.data.sources", "edgepose.eval.coco",
     "edgepose.eval.timing", "edgepose.plugins", "edgepose.ops",
     # bottom layer, and the NumPy decode the pipeline takes from ops.heatmap_topk

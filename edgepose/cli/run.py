@@ -82,45 +82,59 @@ def _run_on_triton(url, det, src, loop_kw):
         sys.exit(130)  # Ctrl-C, as the local run: the outputs hold every processed frame
 
 
+def _with_options(options):
+    """Apply click ``options`` in the order listed, as the same stacked decorators would."""
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+_RUN_OPTIONS = [  # in --help order
+    click.option("--det", metavar="MODEL", help="Person detector: .onnx or .engine (CenterNet / CornerNet-Squeeze); "
+                 "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in detector."),
+    click.option("--pose", metavar="MODEL", help="Pose estimator: .onnx or .engine (FastPose / SimplePose); "
+                 "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in pose model."),
+    click.option("--camera", type=click.IntRange(0), metavar="N", help="Read camera N (/dev/videoN)."),
+    click.option("--source", metavar="FILE|DIR|URL", help="Video file, image, folder of images or rtsp/http URL."),
+    click.option("--show", is_flag=True, help="Show the overlay in a window (q or Esc stops)."),
+    click.option("--save", type=click.Path(dir_okay=False), metavar="OUT.mp4", help="Write the overlay video."),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="OUT.json",
+                 help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes). Image ids "
+                 "of a folder: a numeric file stem keeps its number (000000000139.jpg -> 139); other names get "
+                 "ids above the largest numeric stem, in sorted name order."),
+    click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
+                 show_default=True, help="auto: TensorRT for .engine (else ONNX Runtime on the sibling .onnx), "
+                 "ONNX Runtime for .onnx."),
+    click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+                 help="Minimum detector score of a person."),
+    click.option("--max-persons", type=click.IntRange(0), default=20, show_default=True,
+                 help="Keep at most this many people per frame (highest scores)."),
+    click.option("--flip", is_flag=True, help="AlphaPose flip test (twice the pose work)."),
+    click.option("--det-mode", type=click.Choice(["fix_res", "keep_res"]), default="fix_res", show_default=True,
+                 help="CenterNet input geometry; keep_res needs a detector exported with dynamic H/W."),
+    click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads."),
+    click.option("--input-size", "input_sizes", multiple=True, metavar="[det:|pose:]HxW",
+                 help="Input size for a model exported without edgepose metadata (repeatable; "
+                 "each side 16-4096)."),
+    click.option("--mean", "means", multiple=True, metavar="[det:|pose:]M1,M2,M3",
+                 help="Per-channel mean (after /255) for a model without metadata."),
+    click.option("--std", "stds", multiple=True, metavar="[det:|pose:]S1,S2,S3",
+                 help="Per-channel std for a model without metadata."),
+    click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames."),
+    click.option("--kp-threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+                 help="Joints below this score are not drawn."),
+    click.option("--no-progress", is_flag=True, help="No progress bar."),
+    click.option("--overlap", is_flag=True, help="Run the detector on the next frame while the pose model works on "
+                 "this one (same results; ONNX Runtime sessions get half the CPU threads each unless --threads)."),
+    click.option("--triton", metavar="URL", help="Run on a Triton server (`edgepose serve`): HOST:PORT (HTTP) or "
+                 "grpc://HOST:PORT; the models and their options are the server's."),
+]
+
+
 @main.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--det", metavar="MODEL", help="Person detector: .onnx or .engine (CenterNet / CornerNet-Squeeze); "
-              "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in detector.")
-@click.option("--pose", metavar="MODEL", help="Pose estimator: .onnx or .engine (FastPose / SimplePose); "
-              "with --backend torch a zoo name or NAME:weights.pth. Default: the built-in pose model.")
-@click.option("--camera", type=click.IntRange(0), metavar="N", help="Read camera N (/dev/videoN).")
-@click.option("--source", metavar="FILE|DIR|URL", help="Video file, image, folder of images or rtsp/http URL.")
-@click.option("--show", is_flag=True, help="Show the overlay in a window (q or Esc stops).")
-@click.option("--save", type=click.Path(dir_okay=False), metavar="OUT.mp4", help="Write the overlay video.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="OUT.json",
-              help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes). Image ids "
-              "of a folder: a numeric file stem keeps its number (000000000139.jpg -> 139); other names get "
-              "ids above the largest numeric stem, in sorted name order.")
-@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
-              show_default=True, help="auto: TensorRT for .engine (else ONNX Runtime on the sibling .onnx), "
-              "ONNX Runtime for .onnx.")
-@click.option("--score-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
-              help="Minimum detector score of a person.")
-@click.option("--max-persons", type=click.IntRange(0), default=20, show_default=True,
-              help="Keep at most this many people per frame (highest scores).")
-@click.option("--flip", is_flag=True, help="AlphaPose flip test (twice the pose work).")
-@click.option("--det-mode", type=click.Choice(["fix_res", "keep_res"]), default="fix_res", show_default=True,
-              help="CenterNet input geometry; keep_res needs a detector exported with dynamic H/W.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="ONNX Runtime intra-op threads.")
-@click.option("--input-size", "input_sizes", multiple=True, metavar="[det:|pose:]HxW",
-              help="Input size for a model exported without edgepose metadata (repeatable; "
-              "each side 16-4096).")
-@click.option("--mean", "means", multiple=True, metavar="[det:|pose:]M1,M2,M3",
-              help="Per-channel mean (after /255) for a model without metadata.")
-@click.option("--std", "stds", multiple=True, metavar="[det:|pose:]S1,S2,S3",
-              help="Per-channel std for a model without metadata.")
-@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
-@click.option("--kp-threshold", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="Joints below this score are not drawn.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--overlap", is_flag=True, help="Run the detector on the next frame while the pose model works on "
-              "this one (same results; ONNX Runtime sessions get half the CPU threads each unless --threads).")
-@click.option("--triton", metavar="URL", help="Run on a Triton server (`edgepose serve`): HOST:PORT (HTTP) or "
-              "grpc://HOST:PORT; the models and their options are the server's.")
+@_with_options(_RUN_OPTIONS)
 def run(det, pose, camera, source, show, save, json_path, backend, score_threshold, max_persons, flip, det_mode,
         threads, input_sizes, means, stds, max_frames, kp_threshold, no_progress, overlap, triton):
     """Detect people and estimate their 17 COCO keypoints on a camera, video, image folder or stream.
@@ -145,37 +159,42 @@ def run(det, pose, camera, source, show, save, json_path, backend, score_thresho
     cannot be written goes to a named file in the temp folder.
     """
     from edgepose.data.sources import open_source
-    from edgepose.pipeline.pipeline import Pipeline
-    from edgepose.pipeline.run_loop import run_source
 
     if (camera is None) == (source is None):
         raise UsageError("pass exactly one input: --camera N or --source FILE|DIR|URL")
     if (det is None) != (pose is None):
         raise UsageError("pass both --det and --pose, or neither to use the built-in models")
+    if triton and overlap:
+        raise UsageError("--overlap runs the two local models side by side; with --triton the server schedules "
+                         "them, so drop --overlap")
     overrides = _parse_overrides(input_sizes, means, stds)
     check_outputs({"--source": source, "--det": det, "--pose": pose}, {"--save": save, "--json": json_path})
     src = open_source(camera=camera, source=source)  # fail fast on a bad camera/file
-    if triton and overlap:
-        src.close()
-        raise UsageError("--overlap runs the two local models side by side; with --triton the server schedules "
-                         "them, so drop --overlap")
+    loop_kw = dict(show=show, save=save, json_path=json_path, progress=not no_progress, kp_threshold=kp_threshold,
+                   max_frames=max_frames)
     if triton:
-        return _run_on_triton(triton, det, src, dict(show=show, save=save, json_path=json_path,
-                                                     progress=not no_progress, kp_threshold=kp_threshold,
-                                                     max_frames=max_frames))
+        return _run_on_triton(triton, det, src, loop_kw)
+    runner_kw = {"threads": threads} if threads and backend in ("auto", "onnxruntime") else {}
+    pipe_kw = dict(backend=backend, det_overrides=overrides["det"] or None, pose_overrides=overrides["pose"] or None,
+                   runner_kw=runner_kw, score_threshold=score_threshold, max_persons=max_persons,
+                   det_mode=det_mode, flip=flip, overlap=overlap)
+    return _run_local(det, pose, src, pipe_kw, loop_kw)
+
+
+def _run_local(det, pose, src, pipe_kw, loop_kw):
+    """`run` on this machine: build the pipeline (the built-in models without --det/--pose), run
+    the loop, print the latency table; Ctrl-C exits 130 after the outputs are written."""
+    from edgepose.pipeline.pipeline import Pipeline
+    from edgepose.pipeline.run_loop import run_source
+
     try:
         if det is None:
             det, pose = _default_models()
-        runner_kw = {"threads": threads} if threads and backend in ("auto", "onnxruntime") else {}
-        pipe = Pipeline.from_files(det, pose, backend=backend, det_overrides=overrides["det"] or None,
-                                   pose_overrides=overrides["pose"] or None, runner_kw=runner_kw,
-                                   score_threshold=score_threshold, max_persons=max_persons,
-                                   det_mode=det_mode, flip=flip, overlap=overlap)
+        pipe = Pipeline.from_files(det, pose, **pipe_kw)
     except BaseException:
         src.close()
         raise
-    summary = run_source(pipe, src, show=show, save=save, json_path=json_path, progress=not no_progress,
-                         kp_threshold=kp_threshold, max_frames=max_frames, overlap=overlap)
+    summary = run_source(pipe, src, overlap=pipe_kw["overlap"], **loop_kw)
     click.echo(summary.report())
     if summary.interrupted:
         sys.exit(130)  # Ctrl-C: the outputs above hold every processed frame
