@@ -29,9 +29,14 @@ def _int8_method_options(command):
 @click.option("--det", type=click.Path(dir_okay=False), help="Detector ONNX (default: the default model).")
 @click.option("--pose", type=click.Path(dir_okay=False), help="Pose ONNX (default: the default model).")
 @click.option("--calib", metavar="SRC", help="Calibration set: image folder, video, COCO .json or "
-                                             "synthetic[:N[:SEED]] (default: synthetic).")
+                                             "synthetic[:N[:SEED]] (default: synthetic). With a COCO .json "
+                                             "the pose model calibrates on crops of its annotations' person "
+                                             "boxes (ground truth, so a detector that finds nobody does not "
+                                             "block it); otherwise on the people the FP32 detector finds.")
 @_int8_method_options
-@click.option("--calib-size", default=64, show_default=True, type=int, help="Calibration images (evenly spaced).")
+@click.option("--calib-size", default=64, show_default=True, type=int,
+              help="N images calibrate the detector and N person crops the pose model (evenly spaced; a "
+                   "quarter as many images again are held out to measure agreement).")
 @click.option("--max-ap-drop", type=float, metavar="X",
               help="Accuracy budget in AP points: keep the most sensitive layers in FP32 until box and "
                    "keypoint AP are each within X of FP32.")

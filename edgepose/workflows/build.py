@@ -106,6 +106,8 @@ class BuildResult:
         lines = []
         for role, path in self.outputs.items():
             lines.append(f"{role}: {path}{_model_line(self.report['models'].get(role, {}), self.precision)}")
+        if "pose_crops" in self.report.get("calibration", {}):
+            lines.append(_calibration_line(self.report["calibration"]))
         for role in self.outputs:
             agreement = self.report["models"].get(role, {}).get("agreement")
             if agreement:
@@ -134,11 +136,23 @@ def _model_line(entry: dict, precision: str) -> str:
     return extra
 
 
+def _calibration_line(calib: dict) -> str:
+    return (f"calibration ({calib['source']}, --calib-size {calib['calib_size']}): detector on "
+            f"{calib['det_images']} images, pose on {calib['pose_crops']} crops "
+            f"(of {calib['pose_crops_available']}, {calib['pose_crops_from']}), "
+            f"{calib['held_out_images']} images held out")
+
+
 def _agreement_line(role: str, agreement: dict) -> str:
     def ap(entry):
         value = entry["ap_vs_fp32"]
         return "n/a" if value is None else f"{value:.3f}"
 
+    if "methods" not in agreement:  # FP16: one graph, no method to choose
+        return (f"{role} agreement with FP32 ({'box' if role == 'det' else 'keypoint'} AP on "
+                f"{agreement['held_out_images']} images not used to build): {ap(agreement['final'])}"
+                + (f", people {agreement['final']['people_fp16']}/{agreement['final']['people_fp32']}"
+                   if role == "det" else ""))
     methods = ", ".join(f"{m} {ap(e)}" for m, e in agreement["methods"].items())
     kept = agreement.get("kept_fp32_for_agreement")
     final = f" -> {ap(agreement['final'])} with {kept} layers kept in FP32" if kept else ""
@@ -216,16 +230,33 @@ def _measure_ap(src, outs, o: BuildOptions, cache) -> dict:
 def _build_fp16(src, outs, metas, report, o: BuildOptions, cache):
     from edgepose.quant.build import max_rel_err
     from edgepose.quant.fp16 import convert_fp16
+    from edgepose.workflows.agreement import AgreementJudge
     from edgepose.workflows.calibration_feeds import det_feeds, load_calibration_images
 
     for role, path in src.items():
         _, kept = convert_fp16(path, outs[role])
         report["models"][role] = {"fp32_nodes": kept}
-    if o.calib is not None or o.measure:  # agreement on real inputs
-        images = load_calibration_images(o.calib or "synthetic", size=min(8, o.calib_size), progress=False,
-                                         cache_dir=cache)
-        feeds = det_feeds(images, src["det"], metas["det"])
-        report["models"]["det"]["max_rel_err_vs_fp32"] = max_rel_err(src["det"], outs["det"], feeds)
+    # agreement with FP32 on images (--calib, else synthetic ones) in task metrics, both models
+    images = load_calibration_images(o.calib or "synthetic", size=min(8, o.calib_size), progress=False,
+                                     cache_dir=cache)
+    feeds = det_feeds(images, src["det"], metas["det"])
+    report["models"]["det"]["max_rel_err_vs_fp32"] = max_rel_err(src["det"], outs["det"], feeds)
+    judge = AgreementJudge(src, images.images, o.det_threshold, o.threads)
+    for role in src:
+        agreement = judge(role, outs[role])
+        report["models"][role]["agreement"] = {
+            "images": images.source, "held_out_images": len(images), "final": _fp16_agreement(agreement),
+            "metric": "bbox AP vs FP32 detections" if role == "det" else "keypoint AP (OKS) vs FP32 on the same crops"}
+        if agreement.ap is None:
+            log.warning("edgepose build: the FP32 detector finds nobody on the %d images from %s, so the FP16 %s "
+                        "model's agreement with FP32 cannot be measured -- pass --calib images that show people",
+                        len(images), images.source, role)
+
+
+def _fp16_agreement(agreement) -> dict:
+    entry = agreement.as_dict()
+    entry["people_fp16"] = entry.pop("people_int8")  # the judge calls the candidate INT8
+    return entry
 
 
 def _describe_outputs(report, src, outs, metas, o: BuildOptions, cache):
