@@ -41,7 +41,7 @@ def read_feeds(src: dict, metas: dict, o, work) -> tuple:
     asked_hold = max(1, int(round(o.calib_size * o.held_out)))
     _say(o.progress, f"reading calibration set {calib}")
     images = cf.load_calibration_images(calib, size=o.calib_size + asked_hold, progress=o.progress,
-                                        cache_dir=o.cache_dir or work)
+                                        cache_dir=o.cache_dir or work, warn_few=False)  # warned below
     if len(images) >= o.calib_size + asked_hold:
         used, held = images.split(count=asked_hold)
     else:  # fewer than asked: keep the held-out share

@@ -200,9 +200,10 @@ def _from_synthetic(spec: str, size, progress, cache_dir=None):
 
 
 def load_calibration_images(source, size: int | None = 64, progress: bool = True, images_dir=None,
-                            cache_dir=None) -> CalibrationImages:
+                            cache_dir=None, warn_few: bool = True) -> CalibrationImages:
     """Read a calibration set.  ``source``: folder, video, COCO ``.json`` or
-    ``synthetic[:N[:SEED]]``; ``size``: at most this many images, evenly spaced."""
+    ``synthetic[:N[:SEED]]``; ``size``: at most this many images, evenly spaced (``warn_few``:
+    warn when under half of them are there; off when the caller warns itself)."""
     if source is None:
         raise CalibrationError("INT8 needs calibration data: " + HOW)
     if size is not None and int(size) < 1:
@@ -231,7 +232,7 @@ def load_calibration_images(source, size: int | None = 64, progress: bool = True
     if result.skipped:
         log.warning("edgepose: warning: %d calibration files could not be read and were skipped (e.g. %s)",
                     len(result.skipped), result.skipped[0])
-    if size is not None and len(result.images) < 0.5 * int(size):
+    if warn_few and size is not None and len(result.images) < 0.5 * int(size):
         log.warning("edgepose: warning: calibrating on only %d usable images of the %d asked for (--calib-size) "
                     "from %s; INT8 ranges from so few images may be off -- add images or lower --calib-size",
                     len(result.images), int(size), result.source)
