@@ -216,3 +216,11 @@ def test_synthetic_spec_parses():
     assert F.parse_synthetic_spec("synthetic", 12) == (12, 0)
     assert F.parse_synthetic_spec("synthetic:7:3") == (7, 3)
     assert F.parse_synthetic_spec("synthetic::4", 5) == (5, 4)
+
+
+def test_help_says_a_coco_json_calibrates_pose_on_its_boxes():
+    from edgepose.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["build", "--help"]).output.split())
+    assert "COCO .json the pose model calibrates on crops of its annotations' person boxes" in text
+    assert "N images calibrate the detector and N person crops the pose model" in text
