@@ -4,9 +4,12 @@ where TensorRT can be used, engines.
 :func:`build` takes :class:`BuildOptions` and returns a :class:`BuildResult` (``.format()``
 is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
 
-1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`), hash it;
-2. detector feeds = ``ctdet_preprocess`` of the images; pose feeds = crops of the people the
-   FP32 detector finds on them (as the pipeline will see them);
+1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`): ``calib_size``
+   images plus a held-out quarter as many again, hash it;
+2. detector feeds = ``ctdet_preprocess`` of the ``calib_size`` images; pose feeds =
+   ``calib_size`` crops of the people the FP32 detector finds on them (as the pipeline will
+   see them), or of the annotated boxes when the set is a COCO ``.json``
+   (:mod:`edgepose.workflows.pose_calibration`);
 3. per model, the pure ONNX -> ONNX steps of :mod:`edgepose.quant.build`: BN folding
    (optional ConvTranspose rewrite for CPU targets), one statistics pass, ranges by
    ``calib_method``, Q/DQ graph, lint;
@@ -53,7 +56,9 @@ class EngineOptions:
 class BuildOptions:
     """What to build.  ``det``/``pose``: FP32 ONNX files (default: the built-in models, trained
     on synthetic people).  ``calib``: calibration source (folder, video, COCO json,
-    ``synthetic[:N[:SEED]]``; INT8 only, default ``synthetic``).  ``max_ap_drop``: accuracy
+    ``synthetic[:N[:SEED]]``; default ``synthetic``; a COCO .json calibrates the pose model on
+    its annotated boxes; FP16 measures agreement on 8 of its images).  ``calib_size``: N images
+    for the detector and N crops for the pose model.  ``max_ap_drop``: accuracy
     budget in AP points (INT8).  ``eval_ann``/``eval_images``: the eval set for AP (default:
     a synthetic validation set of ``eval_size`` images, seed 1); AP is measured when
     ``measure`` is true or a budget is given.  ``det_threshold``: detector score for the
