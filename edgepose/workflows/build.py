@@ -145,7 +145,7 @@ def _calibration_line(calib: dict) -> str:
     return (f"calibration ({calib['source']}, --calib-size {calib['calib_size']}): detector on "
             f"{calib['det_images']} images, pose on {calib['pose_crops']} crops "
             f"(of {calib['pose_crops_available']}, {calib['pose_crops_from']}), "
-            f"{calib['held_out_images']} images held out")
+            f"held out: {calib['held_out_images']} images")
 
 
 def _agreement_line(role: str, agreement: dict) -> str:

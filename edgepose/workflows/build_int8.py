@@ -46,7 +46,8 @@ def read_feeds(src: dict, metas: dict, o, work) -> tuple:
         used, held = images.split(count=asked_hold)
     else:  # fewer than asked: keep the held-out share
         used, held = images.split(o.held_out)
-    warn_if_few("detector calibration images (plus held-out ones)", len(used), o.calib_size, images.source)
+    warn_if_few("detector calibration images", len(used), o.calib_size, images.source,
+                note=f" (of {len(images)}, after holding {len(held)} out to measure agreement)")
     feeds = {"det": cf.det_feeds(used, src["det"], metas["det"], progress=o.progress)}
     holds = {"det": cf.det_feeds(held, src["det"], metas["det"])}
     _say(o.progress, "pose-calibration crops" + (" (ground-truth boxes)" if used.boxes is not None else

@@ -83,14 +83,14 @@ def crop_feeds(crops: list, pose_onnx) -> list:
     return _batched(crops, *_input_of(pose_onnx))
 
 
-def warn_if_few(what: str, got: int, asked: int, source: str, noisy_below: int | None = None):
+def warn_if_few(what: str, got: int, asked: int, source: str, noisy_below: int | None = None, note: str = ""):
     """Warning naming both numbers when ``got < asked``; noisy below ``noisy_below``."""
     if got >= asked:
         return
     noisy = (f"; below ~{noisy_below} the ranges are noisy (calib/README.md)"
              if noisy_below is not None and got < noisy_below else "")
-    log.warning("edgepose: warning: --calib-size %d asked for %d %s but %s gives only %d%s -- add calibration "
-                "images or lower --calib-size", asked, asked, what, source, got, noisy)
+    log.warning("edgepose: warning: --calib-size %d asked for %d %s but %s gives only %d%s%s -- add calibration "
+                "images or lower --calib-size", asked, asked, what, source, got, note, noisy)
 
 
 def _raw_outputs(detector, image) -> tuple:
