@@ -23,15 +23,24 @@ def _int8_method_options(command):
     return command
 
 
+def _calibration_options(command):
+    """--calib, the --calib-method group and --calib-size: what INT8 calibrates on."""
+    command = click.option("--calib-size", default=64, show_default=True, type=int,
+                           help="N images calibrate the detector and N person crops the pose model (evenly "
+                                "spaced; a quarter as many images again are held out to measure agreement).")(command)
+    command = _int8_method_options(command)
+    return click.option("--calib", metavar="SRC", help=(
+        "Calibration set: image folder, video, COCO .json or synthetic[:N[:SEED]] (default: synthetic). With a "
+        "COCO .json the pose model calibrates on crops of its annotations' person boxes (ground truth, so a "
+        "detector that finds nobody does not block it); otherwise on the people the FP32 detector finds."))(command)
+
+
 @main.command("build")
 @click.option("--int8", "precision", flag_value="int8", help="INT8 Q/DQ graphs (needs calibration data).")
 @click.option("--fp16", "precision", flag_value="fp16", help="FP16 graphs (FP32 inputs/outputs).")
 @click.option("--det", type=click.Path(dir_okay=False), help="Detector ONNX (default: the default model).")
 @click.option("--pose", type=click.Path(dir_okay=False), help="Pose ONNX (default: the default model).")
-@click.option("--calib", metavar="SRC", help="Calibration set: image folder, video, COCO .json or "
-                                             "synthetic[:N[:SEED]] (default: synthetic).")
-@_int8_method_options
-@click.option("--calib-size", default=64, show_default=True, type=int, help="Calibration images (evenly spaced).")
+@_calibration_options
 @click.option("--max-ap-drop", type=float, metavar="X",
               help="Accuracy budget in AP points: keep the most sensitive layers in FP32 until box and "
                    "keypoint AP are each within X of FP32.")

@@ -84,15 +84,17 @@ def quantize_method(graph: CalibratedGraph, method: str, out_path, hold_feeds=()
     ``hold_feeds``."""
     from edgepose.quant import calibration
     from edgepose.quant.int8 import quantizable_nodes, quantize_int8
+    from edgepose.quant.ranges import quantized_tensors
 
     prepared = graph.prepared
     ranges = calibration.compute_ranges(graph.stats, method, full_range=calibration.head_tensors(prepared))
     extra = {"calib_method": method, **(extra_meta or {}), "cpu_rewrite": graph.cpu_rewrite}
     always = list(dict.fromkeys([*graph.always, *keep_fp32]))
-    entry = {"prepare": graph.prepare_info, "ranges": calibration.summarize_ranges(ranges, graph.stats),
-             "quantized_nodes": len(quantizable_nodes(prepared)), "fp32_nodes": always}
     qmodel = quantize_int8(prepared, ranges, out_path, nodes_to_exclude=always, meta=meta,
                            extra_meta={**extra, "fp32_nodes": always})
+    summary = calibration.summarize_ranges(ranges, graph.stats, quantized=quantized_tensors(qmodel))
+    entry = {"prepare": graph.prepare_info, "ranges": summary,
+             "quantized_nodes": len(quantizable_nodes(prepared)), "fp32_nodes": always}
     entry["cosine_vs_fp32_heldout"] = output_cosines(prepared, qmodel, list(hold_feeds)[:4])
     return QuantizedGraph(prepared, graph.stats, ranges, method, always, extra, entry)
 

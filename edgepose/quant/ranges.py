@@ -133,20 +133,34 @@ def compute_ranges(stats: dict, method: str = "entropy", percentile: float = 99.
     return ranges
 
 
-def summarize_ranges(ranges: dict, stats: dict | None = None) -> dict:
-    """Compact summary for report.json: counts, quantiles of amax, most clipped tensors."""
+def summarize_ranges(ranges: dict, stats: dict | None = None, quantized=None) -> dict:
+    """Compact summary for report.json: counts, quantiles of amax, most clipped tensors.
+
+    ``quantized``: the tensors the Q/DQ graph really quantizes (:func:`quantized_tensors`);
+    ``most_clipped`` then lists only those -- a tensor that stays float (an SE sigmoid, a DCN
+    mask, a conv output before its ReLU) loses nothing to its range, however small."""
     values = np.array(list(ranges.values()), dtype=np.float64) if ranges else np.zeros(1)
     summary = {
         "tensors": len(ranges),
         "amax_min": float(values.min()), "amax_median": float(np.median(values)),
         "amax_max": float(values.max()),
     }
+    if quantized is not None:
+        quantized = set(quantized)
+        summary["quantized_tensors"] = sum(name in quantized for name in ranges)
     if stats:
         clip = []
         for name, amax in ranges.items():
             st = stats.get(name)
-            if st is not None and st.absmax > 0:
+            if st is not None and st.absmax > 0 and (quantized is None or name in quantized):
                 clip.append((amax / st.absmax, name))
         clip.sort()
         summary["most_clipped"] = [{"tensor": n, "amax_over_absmax": round(r, 4)} for r, n in clip[:10]]
     return summary
+
+
+def quantized_tensors(qmodel) -> set:
+    """Activations a Q/DQ graph quantizes: the float inputs of its QuantizeLinear nodes
+    (``quantize_static`` keeps the original tensor names there), weights excluded."""
+    inits = initializer_names(qmodel.graph)
+    return {n.input[0] for n in qmodel.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}

@@ -4,9 +4,12 @@ where TensorRT can be used, engines.
 :func:`build` takes :class:`BuildOptions` and returns a :class:`BuildResult` (``.format()``
 is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
 
-1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`), hash it;
-2. detector feeds = ``ctdet_preprocess`` of the images; pose feeds = crops of the people the
-   FP32 detector finds on them (as the pipeline will see them);
+1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`): ``calib_size``
+   images plus a held-out quarter as many again, hash it;
+2. detector feeds = ``ctdet_preprocess`` of the ``calib_size`` images; pose feeds =
+   ``calib_size`` crops of the people the FP32 detector finds on them (as the pipeline will
+   see them), or of the annotated boxes when the set is a COCO ``.json``
+   (:mod:`edgepose.workflows.pose_calibration`);
 3. per model, the pure ONNX -> ONNX steps of :mod:`edgepose.quant.build`: BN folding
    (optional ConvTranspose rewrite for CPU targets), one statistics pass, ranges by
    ``calib_method``, Q/DQ graph, lint;
@@ -53,7 +56,9 @@ class EngineOptions:
 class BuildOptions:
     """What to build.  ``det``/``pose``: FP32 ONNX files (default: the built-in models, trained
     on synthetic people).  ``calib``: calibration source (folder, video, COCO json,
-    ``synthetic[:N[:SEED]]``; INT8 only, default ``synthetic``).  ``max_ap_drop``: accuracy
+    ``synthetic[:N[:SEED]]``; default ``synthetic``; a COCO .json calibrates the pose model on
+    its annotated boxes; FP16 measures agreement on 8 of its images).  ``calib_size``: N images
+    for the detector and N crops for the pose model.  ``max_ap_drop``: accuracy
     budget in AP points (INT8).  ``eval_ann``/``eval_images``: the eval set for AP (default:
     a synthetic validation set of ``eval_size`` images, seed 1); AP is measured when
     ``measure`` is true or a budget is given.  ``det_threshold``: detector score for the
@@ -106,6 +111,8 @@ class BuildResult:
         lines = []
         for role, path in self.outputs.items():
             lines.append(f"{role}: {path}{_model_line(self.report['models'].get(role, {}), self.precision)}")
+        if "pose_crops" in self.report.get("calibration", {}):
+            lines.append(_calibration_line(self.report["calibration"]))
         for role in self.outputs:
             agreement = self.report["models"].get(role, {}).get("agreement")
             if agreement:
@@ -134,11 +141,23 @@ def _model_line(entry: dict, precision: str) -> str:
     return extra
 
 
+def _calibration_line(calib: dict) -> str:
+    return (f"calibration ({calib['source']}, --calib-size {calib['calib_size']}): detector on "
+            f"{calib['det_images']} images, pose on {calib['pose_crops']} crops "
+            f"(of {calib['pose_crops_available']}, {calib['pose_crops_from']}), "
+            f"held out: {calib['held_out_images']} images")
+
+
 def _agreement_line(role: str, agreement: dict) -> str:
     def ap(entry):
         value = entry["ap_vs_fp32"]
         return "n/a" if value is None else f"{value:.3f}"
 
+    if "methods" not in agreement:  # FP16: one graph, no method to choose
+        return (f"{role} agreement with FP32 ({'box' if role == 'det' else 'keypoint'} AP on "
+                f"{agreement['held_out_images']} images not used to build): {ap(agreement['final'])}"
+                + (f", people {agreement['final']['people_fp16']}/{agreement['final']['people_fp32']}"
+                   if role == "det" else ""))
     methods = ", ".join(f"{m} {ap(e)}" for m, e in agreement["methods"].items())
     kept = agreement.get("kept_fp32_for_agreement")
     final = f" -> {ap(agreement['final'])} with {kept} layers kept in FP32" if kept else ""
@@ -216,16 +235,33 @@ def _measure_ap(src, outs, o: BuildOptions, cache) -> dict:
 def _build_fp16(src, outs, metas, report, o: BuildOptions, cache):
     from edgepose.quant.build import max_rel_err
     from edgepose.quant.fp16 import convert_fp16
+    from edgepose.workflows.agreement import AgreementJudge
     from edgepose.workflows.calibration_feeds import det_feeds, load_calibration_images
 
     for role, path in src.items():
         _, kept = convert_fp16(path, outs[role])
         report["models"][role] = {"fp32_nodes": kept}
-    if o.calib is not None or o.measure:  # agreement on real inputs
-        images = load_calibration_images(o.calib or "synthetic", size=min(8, o.calib_size), progress=False,
-                                         cache_dir=cache)
-        feeds = det_feeds(images, src["det"], metas["det"])
-        report["models"]["det"]["max_rel_err_vs_fp32"] = max_rel_err(src["det"], outs["det"], feeds)
+    # agreement with FP32 on images (--calib, else synthetic ones) in task metrics, both models
+    images = load_calibration_images(o.calib or "synthetic", size=min(8, o.calib_size), progress=False,
+                                     cache_dir=cache)
+    feeds = det_feeds(images, src["det"], metas["det"])
+    report["models"]["det"]["max_rel_err_vs_fp32"] = max_rel_err(src["det"], outs["det"], feeds)
+    judge = AgreementJudge(src, images.images, o.det_threshold, o.threads)
+    for role in src:
+        agreement = judge(role, outs[role])
+        report["models"][role]["agreement"] = {
+            "images": images.source, "held_out_images": len(images), "final": _fp16_agreement(agreement),
+            "metric": "bbox AP vs FP32 detections" if role == "det" else "keypoint AP (OKS) vs FP32 on the same crops"}
+        if agreement.ap is None:
+            log.warning("edgepose build: the FP32 detector finds nobody on the %d images from %s, so the FP16 %s "
+                        "model's agreement with FP32 cannot be measured -- pass --calib images that show people",
+                        len(images), images.source, role)
+
+
+def _fp16_agreement(agreement) -> dict:
+    entry = agreement.as_dict()
+    entry["people_fp16"] = entry.pop("people_int8")  # the judge calls the candidate INT8
+    return entry
 
 
 def _describe_outputs(report, src, outs, metas, o: BuildOptions, cache):

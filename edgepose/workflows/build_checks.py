@@ -45,7 +45,11 @@ def check_build_args(options) -> tuple:
             raise UsageError(f"{option} must be >= {low}, got {value}")
     if not 0 <= det_threshold <= 1:
         raise UsageError(f"--det-threshold must be in [0, 1] (a detector score), got {det_threshold}")
-    if calib is not None and not str(calib).startswith("synthetic") and not Path(calib).exists():
+    if calib is not None and str(calib).split(":")[0] == "synthetic":
+        from edgepose.workflows.calibration_feeds import parse_synthetic_spec
+
+        parse_synthetic_spec(calib)  # synthetic:abc -> a one-line UsageError, before anything is written
+    elif calib is not None and not Path(calib).exists():
         raise UsageError(f"calibration source {calib} does not exist; pass an image folder, a video, a COCO "
                          ".json or synthetic[:N[:SEED]]")
     for option, path in (("--eval-ann", eval_ann), ("--eval-images", eval_images)):

@@ -31,28 +31,43 @@ def _say(progress, text):
 
 def read_feeds(src: dict, metas: dict, o, work) -> tuple:
     """``(calibration images, held-out images, {role: feeds}, {role: held-out feeds}, report
-    entry)``; the held-out images never calibrate."""
+    entry)``.  ``o.calib_size`` images calibrate the detector and ``o.calib_size`` crops the
+    pose model (fewer, with a warning, when the set has fewer); the held-out images (about
+    ``o.held_out`` of that many again) are read on top and never calibrate."""
     from edgepose.workflows import calibration_feeds as cf
+    from edgepose.workflows.pose_calibration import NOISY_CROPS, crop_feeds, pose_crops, warn_if_few
 
     calib = o.calib or "synthetic"
+    asked_hold = max(1, int(round(o.calib_size * o.held_out)))
     _say(o.progress, f"reading calibration set {calib}")
-    images = cf.load_calibration_images(calib, size=o.calib_size, progress=o.progress, cache_dir=o.cache_dir or work)
-    used, held = images.split(o.held_out)
+    images = cf.load_calibration_images(calib, size=o.calib_size + asked_hold, progress=o.progress,
+                                        cache_dir=o.cache_dir or work, warn_few=False)  # warned below
+    if len(images) >= o.calib_size + asked_hold:
+        used, held = images.split(count=asked_hold)
+    else:  # fewer than asked: keep the held-out share
+        used, held = images.split(o.held_out)
+    warn_if_few("detector calibration images", len(used), o.calib_size, images.source,
+                note=f" (of {len(images)}, after holding {len(held)} out to measure agreement)")
+    feeds = {"det": cf.det_feeds(used, src["det"], metas["det"], progress=o.progress)}
+    holds = {"det": cf.det_feeds(held, src["det"], metas["det"])}
+    _say(o.progress, "pose-calibration crops" + (" (ground-truth boxes)" if used.boxes is not None else
+                                                 " from the FP32 detector"))
+    crops = pose_crops(used, src["det"], src["pose"], o.det_threshold, o.calib_size, progress=o.progress,
+                       threads=o.threads)
+    warn_if_few("pose crops", len(crops.crops), o.calib_size, f"{images.source} ({crops.boxes_from})", NOISY_CROPS)
+    feeds["pose"] = crop_feeds(crops.crops, src["pose"])
+    try:
+        holds["pose"] = crop_feeds(pose_crops(held, src["det"], src["pose"], o.det_threshold, 512).crops,
+                                   src["pose"])
+    except CalibrationError:  # nobody on the held-out images: sensitivity uses calibration crops
+        holds["pose"] = feeds["pose"][:2]
     info = {"source": images.source, "images": len(images), "sha256": images.sha256,
             "skipped": len(images.skipped), "method": o.calib_method or "auto",
             "percentile": 99.99 if o.calib_method in (None, "percentile") else None,
-            "calibration_images": len(used), "held_out_images": len(held),
-            "held_out_disjoint": len(used) + len(held) == len(images)}
-    feeds = {"det": cf.det_feeds(used, src["det"], metas["det"], progress=o.progress)}
-    holds = {"det": cf.det_feeds(held, src["det"], metas["det"])}
-    _say(o.progress, "running the FP32 detector for pose-calibration crops")
-    feeds["pose"] = cf.pose_feeds(used, src["det"], src["pose"], score_threshold=o.det_threshold,
-                                  progress=o.progress)
-    try:
-        holds["pose"] = cf.pose_feeds(held, src["det"], src["pose"], score_threshold=o.det_threshold)
-    except CalibrationError:  # nobody on the held-out images: sensitivity uses calibration crops
-        holds["pose"] = feeds["pose"][:2]
-    info["pose_crops"] = sum(len(next(iter(f.values()))) for f in feeds["pose"])
+            "calib_size": o.calib_size, "calibration_images": len(used), "det_images": len(used),
+            "held_out_images": len(held), "held_out_disjoint": len(used) + len(held) == len(images),
+            "pose_crops": len(crops.crops), "pose_crops_available": crops.available,
+            "pose_crops_from": crops.boxes_from}
     return images, held, feeds, holds, info
 
 

@@ -4,8 +4,10 @@ Sources (:func:`load_calibration_images`):
 
 * an image folder (sorted, ``size`` evenly spaced files),
 * a video (``size`` evenly spaced frames),
-* a COCO annotation file (``.json``; its images are looked up beside it, in ``images/``),
-* ``synthetic[:N[:SEED]]`` -- the synthetic people generator.
+* a COCO annotation file (``.json``; its images are looked up beside it, in ``images/``; its
+  annotations' person boxes are kept in :attr:`CalibrationImages.boxes`, so the pose model can
+  calibrate on ground-truth crops),
+* ``synthetic[:N[:SEED]]`` -- the synthetic people generator (:func:`parse_synthetic_spec`).
 
 Detector feeds come from :func:`edgepose.pipeline.preprocess.ctdet_preprocess`; pose feeds
 are the crops the FP32 detector really produces on the calibration images
@@ -40,6 +42,7 @@ class CalibrationImages:
     names: list
     source: str
     skipped: list = field(default_factory=list)
+    boxes: list | None = None  # per image, [N,4] x1,y1,x2,y2 ground-truth person boxes (COCO .json only)
 
     def __len__(self):
         return len(self.images)
@@ -48,15 +51,18 @@ class CalibrationImages:
     def sha256(self) -> str:
         return calibration_hash(self.images, self.names)
 
-    def split(self, held_out: float = 0.25):
-        """(calibration part, held-out part) -- the held-out slice measures sensitivity."""
+    def split(self, held_out: float = 0.25, count: int | None = None):
+        """(calibration part, held-out part) -- the held-out slice (``held_out`` of the images,
+        or ``count`` of them) measures agreement and sensitivity."""
         n = len(self.images)
-        k = min(n - 1, max(1, int(round(n * held_out)))) if n > 1 else 0
+        want = int(round(n * held_out)) if count is None else int(count)
+        k = min(n - 1, max(1, want)) if n > 1 else 0
         idx_hold = set(np.linspace(0, n - 1, k).round().astype(int).tolist()) if k else set()
         a = [i for i in range(n) if i not in idx_hold]
         b = sorted(idx_hold) or a[:1]
         pick = lambda ids: CalibrationImages([self.images[i] for i in ids], [self.names[i] for i in ids],  # noqa: E731
-                                             self.source)
+                                             self.source, boxes=None if self.boxes is None else
+                                             [self.boxes[i] for i in ids])
         return pick(a), pick(b)
 
 
@@ -77,18 +83,20 @@ def _progress(iterable, total, desc, enabled):
     return bar(iterable, total=total, desc=desc, enabled=enabled, unit="img")
 
 
-def _read_files(files, source, progress) -> CalibrationImages:
+def _read_files(files, source, progress, boxes=None) -> CalibrationImages:
     from edgepose.data.sources import read_image_checked  # also refuses truncated JPEG/PNG
 
-    images, names, skipped = [], [], []
-    for path in _progress(files, len(files), "calibration images", progress):
+    images, names, skipped, kept_boxes = [], [], [], []
+    for i, path in enumerate(_progress(files, len(files), "calibration images", progress)):
         image, reason = read_image_checked(path)
         if image is None:
             skipped.append(f"{path} ({reason})")
             continue
         images.append(image)
         names.append(Path(path).name)
-    return CalibrationImages(images, names, source, skipped)
+        if boxes is not None:
+            kept_boxes.append(boxes[i])
+    return CalibrationImages(images, names, source, skipped, boxes=kept_boxes if boxes is not None else None)
 
 
 def _from_folder(folder: Path, size, progress):
@@ -132,19 +140,52 @@ def _from_video(path: Path, size, progress):
     return CalibrationImages(images, names, f"video:{path}")
 
 
+def _person_boxes(doc: dict) -> dict:
+    """``{image id: [N,4] x1,y1,x2,y2}`` of the non-crowd person annotations of a COCO document
+    (boxes under 1 px are left out: they cannot be cropped)."""
+    person_ids = {c.get("id") for c in doc.get("categories", []) if c.get("name") == "person"} or {1}
+    boxes = {}
+    for ann in doc.get("annotations", []):
+        x, y, w, h = (list(ann.get("bbox") or []) + [0, 0, 0, 0])[:4]
+        if ann.get("iscrowd") or ann.get("category_id", 1) not in person_ids or w < 1 or h < 1:
+            continue
+        boxes.setdefault(ann.get("image_id"), []).append([x, y, x + w, y + h])
+    return {k: np.asarray(v, np.float32) for k, v in boxes.items()}
+
+
 def _from_coco(ann: Path, size, progress, images_dir=None):
-    entries = read_coco_json(ann, error=CalibrationError, how=HOW)["images"]
+    doc = read_coco_json(ann, error=CalibrationError, how=HOW)
     dirs = image_roots(ann, images_dir or None)
-    files = [find_image(entry.get("file_name", ""), dirs) for entry in sorted(entries, key=lambda e: e.get("id", 0))]
-    if not files:
+    entries = _evenly(sorted(doc["images"], key=lambda e: e.get("id", 0)), size)
+    if not entries:
         raise CalibrationError(f"{ann} lists no images; {HOW}")
-    return _read_files(_evenly(files, size), f"coco:{ann}", progress)
+    files = [find_image(entry.get("file_name", ""), dirs) for entry in entries]
+    gt = _person_boxes(doc)
+    boxes = [gt.get(entry.get("id"), np.zeros((0, 4), np.float32)) for entry in entries]
+    return _read_files(files, f"coco:{ann}", progress, boxes=boxes)
+
+
+def parse_synthetic_spec(spec: str, size=None) -> tuple:
+    """``synthetic[:N[:SEED]]`` -> ``(N, SEED)`` (``N`` defaults to ``size`` or 64, ``SEED`` to 0);
+    UsageError naming the bad part otherwise."""
+    parts = str(spec).split(":")
+    if parts[0] != "synthetic" or len(parts) > 3:
+        raise UsageError(f"--calib {spec!r}: a synthetic set is written synthetic[:N[:SEED]], e.g. synthetic:64:0")
+    values = []
+    for label, text, default in (("N", parts[1] if len(parts) > 1 else "", int(size or 64)),
+                                 ("SEED", parts[2] if len(parts) > 2 else "", 0)):
+        if not text:
+            values.append(default)
+            continue
+        if not text.isdigit() or (label == "N" and int(text) < 1):
+            raise UsageError(f"--calib {spec!r}: {label} must be a whole number{' >= 1' if label == 'N' else ''}, "
+                             f"got {text!r}; write synthetic[:N[:SEED]], e.g. synthetic:64:0")
+        values.append(int(text))
+    return tuple(values)
 
 
 def _from_synthetic(spec: str, size, progress, cache_dir=None):
-    parts = spec.split(":")
-    num = int(parts[1]) if len(parts) > 1 and parts[1] else int(size or 64)
-    seed = int(parts[2]) if len(parts) > 2 and parts[2] else 0
+    num, seed = parse_synthetic_spec(spec, size)
     from edgepose.data.synthetic import generate_dataset
 
     root = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="edgepose_calib_"))
@@ -154,13 +195,15 @@ def _from_synthetic(spec: str, size, progress, cache_dir=None):
         ann = Path(generate_dataset(out, num_images=num, seed=seed))
     result = _from_coco(Path(ann), size, progress)
     result.source = f"synthetic:{num}:{seed}"
+    result.boxes = None  # the synthetic set calibrates the pose model on the detector's crops, as deployed
     return result
 
 
 def load_calibration_images(source, size: int | None = 64, progress: bool = True, images_dir=None,
-                            cache_dir=None) -> CalibrationImages:
+                            cache_dir=None, warn_few: bool = True) -> CalibrationImages:
     """Read a calibration set.  ``source``: folder, video, COCO ``.json`` or
-    ``synthetic[:N[:SEED]]``; ``size``: at most this many images, evenly spaced."""
+    ``synthetic[:N[:SEED]]``; ``size``: at most this many images, evenly spaced (``warn_few``:
+    warn when under half of them are there; off when the caller warns itself)."""
     if source is None:
         raise CalibrationError("INT8 needs calibration data: " + HOW)
     if size is not None and int(size) < 1:
@@ -189,7 +232,7 @@ def load_calibration_images(source, size: int | None = 64, progress: bool = True
     if result.skipped:
         log.warning("edgepose: warning: %d calibration files could not be read and were skipped (e.g. %s)",
                     len(result.skipped), result.skipped[0])
-    if size is not None and len(result.images) < 0.5 * int(size):
+    if warn_few and size is not None and len(result.images) < 0.5 * int(size):
         log.warning("edgepose: warning: calibrating on only %d usable images of the %d asked for (--calib-size) "
                     "from %s; INT8 ranges from so few images may be off -- add images or lower --calib-size",
                     len(result.images), int(size), result.source)
@@ -258,11 +301,10 @@ def pose_feeds(images: CalibrationImages, det_onnx, pose_onnx, score_threshold: 
                max_persons: int = 20, progress: bool = False, max_crops: int | None = 512) -> list:
     """Pose feeds: crops of the people the FP32 detector finds on the calibration images."""
     crops, _ = detector_crops(images, det_onnx, pose_onnx, score_threshold, max_persons, progress)
-    if not crops:
-        raise CalibrationError(
-            f"the FP32 detector found no person (score >= {score_threshold}) in the {len(images)} calibration "
-            "images, so there are no pose crops to calibrate on; use images that show people (e.g. --calib "
-            "synthetic) or lower the detection threshold")
+    if not crops:  # say what the detector did find (scores, box sizes), not only "nobody"
+        from edgepose.workflows.pose_calibration import describe_no_people
+
+        raise CalibrationError(describe_no_people(images, det_onnx, score_threshold))
     crops = _evenly(crops, max_crops)
     name, batch = _input_of(pose_onnx)
     return _batched(crops, name, batch)
