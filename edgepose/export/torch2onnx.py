@@ -132,7 +132,7 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     Raises ExportError, leaving no file,
     when ONNX Runtime and PyTorch differ by more than ``tolerance`` of an output's maximum.
     """
-    torch = require("torch")
+    require("torch")  # a clear DependencyError before anything else
     say = log or (lambda msg: None)
     batch = _parse_batch(batch)
     plugins = _resolve_plugins(plugins)
@@ -162,13 +162,7 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
 
         net, output_names, updates = wrap_with_decode(model, meta, K=decode_k)
         meta = meta.replace(**updates)
-    gen = torch.Generator().manual_seed(seed)
-    example = torch.randn(batch or 2, 3, h, w, generator=gen)
-    output_names, reference = _reference_outputs(net, example, output_names)
-    checks = [(example.numpy(), reference)]
-    if dynamic_hw:
-        second = torch.randn(batch or 2, 3, *_second_size(meta), generator=gen)
-        checks.append((second.numpy(), _reference_outputs(net, second, output_names)[1]))
+    example, output_names, checks = _examples(net, meta, batch, seed, output_names)
     meta = meta.replace(output_names=output_names, opset=opset, input_name=meta.input_name or "input")
     say(f"exporting {meta.model} to ONNX (opset {opset})")
     proto = _run_exporter(net, example, meta, batch, plugins)
@@ -183,6 +177,21 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
         report.notes.append("not verified on ONNX Runtime: plugin nodes run only in TensorRT "
                             "(export without --plugins to verify the decomposition)")
     return report
+
+
+def _examples(net, meta, batch, seed, output_names):
+    """``(example input, output names, [(input, PyTorch outputs)] to verify)``: the input at
+    ``meta.input_size`` and, for a dynamic-H/W export, a second one of another size."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    example = torch.randn(batch or 2, 3, *meta.input_size, generator=gen)
+    output_names, reference = _reference_outputs(net, example, output_names)
+    checks = [(example.numpy(), reference)]
+    if (meta.extra or {}).get("dynamic_hw"):
+        second = torch.randn(batch or 2, 3, *_second_size(meta), generator=gen)
+        checks.append((second.numpy(), _reference_outputs(net, second, output_names)[1]))
+    return example, output_names, checks
 
 
 def _check_opset(model, opset):
