@@ -60,3 +60,22 @@ def tp_meta(path):
     from edgepose.metadata import read_metadata
 
     return read_metadata(path)
+
+
+def test_runner_takes_two_frame_sizes_and_names_the_export_beyond_the_range(fakes, dynamic_det, tmp_path):
+    import numpy as np
+
+    from edgepose.backends.trt.runner import TensorRTRunner
+    from edgepose.errors import UsageError
+
+    fakes.use("10.16.0.72")
+    shape = [d if d is not None else name for d, name in zip(tp.onnx_inputs(dynamic_det)[0][1], "NCHW")]
+    engine = tb.onnx2engine(tiny_onnx(tmp_path / "det.onnx", shape, tp_meta(dynamic_det)), timing_cache=False)
+    runner = TensorRTRunner(engine)
+    rng = np.random.default_rng(0)
+    for hw in ((64, 96), (160, 224)):  # two keep_res input sizes inside the profile
+        x = rng.standard_normal((1, 3) + hw).astype(np.float32)
+        np.testing.assert_array_equal(runner.infer({"input": x})["out"], 2 * x)  # the fake engine doubles
+    with pytest.raises(UsageError, match=r"needs a 192x224 input.*--input-size dynamic:192x224"):
+        runner.infer({"input": np.zeros((1, 3, 192, 224), np.float32)})
+    runner.close()
