@@ -7,7 +7,8 @@ Sources (:func:`load_calibration_images`):
 * a COCO annotation file (``.json``; its images are looked up beside it, in ``images/``),
 * ``synthetic[:N[:SEED]]`` -- the synthetic people generator.
 
-Detector feeds come from :func:`edgepose.pipeline.preprocess.ctdet_preprocess`; pose feeds
+Detector feeds come from the detector's own preprocessing (CenterNet ``ctdet_preprocess``,
+CornerNet ``cornernet_preprocess`` on a canvas of the exported size); pose feeds
 are the crops the FP32 detector really produces on the calibration images
 (:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
 :func:`edgepose.pipeline.preprocess.crop_people`), not ground-truth boxes.  The feeds go to
