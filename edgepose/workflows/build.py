@@ -5,8 +5,8 @@ where TensorRT can be used, engines.
 is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
 
 1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`), hash it;
-2. detector feeds = the detector's own preprocessing of the images (CenterNet or CornerNet); pose feeds = crops of the people the
-   FP32 detector finds on them (as the pipeline will see them);
+2. detector feeds = the detector's own preprocessing of the images (CenterNet or CornerNet);
+   pose feeds = crops of the people the FP32 detector finds on them (as the pipeline will see them);
 3. per model, the pure ONNX -> ONNX steps of :mod:`edgepose.quant.build`: BN folding
    (optional ConvTranspose rewrite for CPU targets), one statistics pass, ranges by
    ``calib_method``, Q/DQ graph, lint;
