@@ -51,6 +51,17 @@ class TaskSpec:
     graph_outputs: tuple = ()
     input_multiple: int = 1
     trainer: str | None = None  # the `edgepose train` command for this task (None: not trainable)
+    canvas_step: int | None = None  # dynamic-size input sides are k * canvas_step + canvas_offset
+    canvas_offset: int = 0
+
+    def canvas_side(self, side: int) -> int:
+        """Network input side the detector's own preprocessing makes of a ``side``-pixel frame
+        side (CenterNet keep_res ``(n | 31) + 1``, CornerNet ``n | 127``)."""
+        return (int(side) // self.canvas_step + 1) * self.canvas_step + self.canvas_offset
+
+    def largest_canvas_side(self, bound: int) -> int:
+        """Largest input side of that form that is <= ``bound``."""
+        return (int(bound) - self.canvas_offset) // self.canvas_step * self.canvas_step + self.canvas_offset
 
     def normalisation(self) -> dict:
         return {"channel_order": self.channel_order, "mean": self.mean, "std": self.std}
@@ -66,7 +77,7 @@ TASK_SPECS = {
         "ctdet", "detector", "BGR", COCO_MEAN_BGR, COCO_STD_BGR, 4,
         (("hm", "*", "sigmoid"), ("wh", 2, None), ("reg", 2, None)), "num_classes", 80,
         host_decoder="ctdet_decode", graph_decoder="ctdet_topk", graph_outputs=("dets",), input_multiple=32,
-        trainer="det"),
+        trainer="det", canvas_step=32),
     "sppe": TaskSpec(
         "sppe", "pose", "RGB", ALPHAPOSE_MEAN_RGB, (1.0, 1.0, 1.0), 4, (("heatmaps", "*", None),),
         "num_joints", 17, host_decoder="heatmap_to_coords", graph_decoder="sppe_argmax",
@@ -74,7 +85,8 @@ TASK_SPECS = {
     "cornernet": TaskSpec(
         "cornernet", "detector", "BGR", COCO_MEAN_BGR, COCO_STD_BGR, 8,
         (("tl_heat", "*", "sigmoid"), ("br_heat", "*", "sigmoid"), ("tl_tag", 1, None), ("br_tag", 1, None),
-         ("tl_regr", 2, None), ("br_regr", 2, None)), "num_classes", 80, host_decoder="cornernet_decode"),
+         ("tl_regr", 2, None), ("br_regr", 2, None)), "num_classes", 80, host_decoder="cornernet_decode",
+        canvas_step=128, canvas_offset=-1),
 }
 assert tuple(TASK_SPECS) == TASKS, "one spec per task of edgepose.metadata.TASKS"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from edgepose.cli import main
-from edgepose.cli._options import size_callback
+from edgepose.cli._options import parse_hw
 
 
 @main.command("models")
@@ -23,8 +23,10 @@ def models_cmd():
 @click.option("--weights", required=True, metavar="FILE|random",
               help="Official checkpoint (.pth/.pkl) or 'random' for random init.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output ONNX path.")
-@click.option("--input-size", callback=size_callback(), metavar="HxW",
-              help="Network input size (default: the model's, e.g. 512x512; each side 16-4096).")
+@click.option("--input-size", callback=lambda ctx, param, value: _input_size(value), metavar="HxW|dynamic[:HxW]",
+              help="Network input size (default: the model's, e.g. 512x512; each side 16-4096), or, for "
+                   "detectors, 'dynamic' height/width (any frame size, `run --det-mode keep_res`; TensorRT "
+                   "profiles up to the input of a 1080p frame) or 'dynamic:HxW' with that largest input.")
 @click.option("--batch", default="1", show_default=True, metavar="N|dynamic",
               help="Fixed batch size or 'dynamic' (pose models in the pipeline want dynamic).")
 @click.option("--opset", type=int, help="ONNX opset (default 17; 19 for deformable convs).")
@@ -49,6 +51,7 @@ def export_cmd(model, weights, out, input_size, batch, opset, num_classes, decod
     Examples:
       edgepose export centernet_resdcn18 --weights ctdet_coco_resdcn18.pth --out det.onnx
       edgepose export centernet_resdcn18 --weights random --out d.onnx --input-size 128x128
+      edgepose export cornernet_squeeze --weights random --out c.onnx --input-size dynamic
       edgepose export fastpose_res50 --weights fast_res50_256x192.pth --out pose.onnx --batch dynamic
     """
     from edgepose.export import torch2onnx
@@ -56,7 +59,24 @@ def export_cmd(model, weights, out, input_size, batch, opset, num_classes, decod
 
     get_spec(model)  # unknown names fail before torch is imported
     kwargs = {"num_classes": num_classes} if num_classes else {}
+    dynamic_hw = False
+    if isinstance(input_size, dict):
+        dynamic_hw, input_size = input_size["dynamic"], None
     report = torch2onnx(model, out, weights=weights, input_size=input_size, batch=batch, opset=opset,
+                        dynamic_hw=dynamic_hw,
                         decode=decode, decode_k=decode_k, plugins=plugins, simplify=not no_simplify,
                         model_kwargs=kwargs, log=lambda m: click.echo(m, err=True))
     click.echo(report.format())
+
+
+def _input_size(value):
+    """``--input-size``: None, ``(H, W)``, or ``{"dynamic": True | (max H, max W)}``."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text == "dynamic":
+        return {"dynamic": True}
+    if text.startswith("dynamic:"):
+        return {"dynamic": parse_hw(text[len("dynamic:"):], "--input-size dynamic:", example="dynamic:1088x1920",
+                                    shown=value)}
+    return parse_hw(value, "--input-size", example="512x512 or dynamic")

@@ -34,8 +34,13 @@ class ExportReport:
     notes: list = field(default_factory=list)
 
     def format(self) -> str:
-        head = f"wrote {self.path}  ({self.meta.model}, {self.meta.task}, input {self.meta.input_size[0]}x" \
-               f"{self.meta.input_size[1]}, batch {self.meta.batch or 'dynamic'}, opset {self.meta.opset})"
+        size = "x".join(map(str, self.meta.input_size))
+        extra = self.meta.extra or {}
+        if extra.get("dynamic_hw"):
+            lo, hi = ("x".join(map(str, extra[k])) for k in ("min_input_size", "max_input_size"))
+            size = f"dynamic {lo} to {hi} (opt {size})"
+        head = f"wrote {self.path}  ({self.meta.model}, {self.meta.task}, input {size}, " \
+               f"batch {self.meta.batch or 'dynamic'}, opset {self.meta.opset})"
         body = format_errors(self.errors, self.tolerance) if self.errors else "not verified"
         return "\n".join([head, "ONNX Runtime vs PyTorch:", body, *self.notes])
 
@@ -80,19 +85,54 @@ def _meta_for(model, input_size, batch, meta):
     return meta.replace(batch=batch)
 
 
+#: Largest frame a default ``--input-size dynamic`` export is sized for (1080p video).
+DEFAULT_MAX_FRAME = (1080, 1920)
+
+
+def _dynamic_meta(meta, dynamic_hw):
+    """``meta`` of a dynamic-H/W detector: ``extra`` says so and gives the (min, max) input sizes
+    (``dynamic_hw``: True for the canvas of a 1080p frame, or the (H, W) upper bound);
+    ``input_size`` (the TensorRT opt shape) is the model's size, clipped to the bound."""
+    spec = task_spec(meta.task)
+    if spec.role != "detector" or spec.canvas_step is None:
+        raise UsageError(f"--input-size dynamic is for detectors; {meta.model} is a {meta.task!r} model "
+                         "(give it a fixed --input-size HxW)")
+    lo = (spec.canvas_side(0),) * 2
+    hi = tuple(spec.canvas_side(v) for v in DEFAULT_MAX_FRAME) if dynamic_hw is True else tuple(dynamic_hw)
+    if len(hi) != 2 or min(hi) < lo[0]:
+        raise UsageError(f"--input-size dynamic:HxW upper bound {hi} is below the smallest {meta.task} input "
+                         f"{lo[0]}x{lo[1]}")
+    opt = tuple(min(o, spec.largest_canvas_side(h)) if o > h else o for o, h in zip(meta.input_size, hi))
+    extra = {**(meta.extra or {}), "dynamic_hw": True, "min_input_size": list(lo), "max_input_size": list(hi)}
+    return meta.replace(input_size=opt, extra=extra)
+
+
+def _second_size(meta):
+    """A second input size, other than ``meta.input_size`` and within the dynamic bounds, to verify on."""
+    spec, extra = task_spec(meta.task), meta.extra
+    sizes = []
+    for side, k, lo, hi in zip(meta.input_size, (1, 2), extra["min_input_size"], extra["max_input_size"]):
+        up, down = side + k * spec.canvas_step, side - k * spec.canvas_step
+        sizes.append(up if up <= hi else down if down >= lo else side)
+    return tuple(sizes)
+
+
 def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset=None, decode=False,
                decode_k=100, plugins="auto", simplify=True, verify=True, meta=None,
-               tolerance=FP32_TOLERANCE, model_kwargs=None, seed=0, log=None) -> ExportReport:
+               tolerance=FP32_TOLERANCE, model_kwargs=None, seed=0, log=None, dynamic_hw=False) -> ExportReport:
     """Export ``model`` (zoo name or ``nn.Module``) to ``out_path``; returns an ExportReport.
 
     ``weights``: None (keep the module's), ``"random"`` or a checkpoint path.  ``batch``: an
     int or ``"dynamic"``.  ``decode``: end the graph in the standard-op decoder (CenterNet
     boxes / SPPE argmax coordinates).  ``plugins``: ``"on"`` emits TensorRT plugin nodes for custom ops
     (not runnable on ONNX Runtime, so not verified), ``"off"`` standard-op decompositions,
-    ``"auto"`` (default) plugin nodes only when the plugin library is installed.  Raises ExportError, leaving no file,
+    ``"auto"`` (default) plugin nodes only when the plugin library is installed.  ``dynamic_hw``
+    (detectors): True or an ``(H, W)`` upper bound for dynamic height/width axes (metadata
+    ``extra``: ``dynamic_hw``, ``min_input_size``, ``max_input_size``; verified at two sizes).
+    Raises ExportError, leaving no file,
     when ONNX Runtime and PyTorch differ by more than ``tolerance`` of an output's maximum.
     """
-    torch = require("torch")
+    require("torch")  # a clear DependencyError before anything else
     say = log or (lambda msg: None)
     batch = _parse_batch(batch)
     plugins = _resolve_plugins(plugins)
@@ -101,6 +141,11 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
                          "(4096 with the HeatmapTopK plugin)")
     model = _prepare_model(model, weights, model_kwargs)
     meta = _meta_for(model, input_size, batch, meta)
+    if dynamic_hw:
+        if decode:
+            raise UsageError("--decode needs a fixed --input-size (the in-graph decoder is sized for one input); "
+                             "export the dynamic-size detector without --decode")
+        meta = _dynamic_meta(meta, dynamic_hw)
     h, w = meta.input_size
     multiple = task_spec(meta.task).input_multiple
     if h % multiple or w % multiple:
@@ -117,8 +162,7 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
 
         net, output_names, updates = wrap_with_decode(model, meta, K=decode_k)
         meta = meta.replace(**updates)
-    example = torch.randn(batch or 2, 3, h, w, generator=torch.Generator().manual_seed(seed))
-    output_names, reference = _reference_outputs(net, example, output_names)
+    example, output_names, checks = _examples(net, meta, batch, seed, output_names)
     meta = meta.replace(output_names=output_names, opset=opset, input_name=meta.input_name or "input")
     say(f"exporting {meta.model} to ONNX (opset {opset})")
     proto = _run_exporter(net, example, meta, batch, plugins)
@@ -128,11 +172,26 @@ def torch2onnx(model, out_path, *, weights=None, input_size=None, batch=1, opset
     elif plugins:
         report.notes.append("not simplified: graph has plugin nodes")
     attach_metadata(proto, meta)
-    _save_verified(proto, report, example.numpy(), reference, verify and not plugins, say)
+    _save_verified(proto, report, checks, verify and not plugins, say)
     if plugins:
         report.notes.append("not verified on ONNX Runtime: plugin nodes run only in TensorRT "
                             "(export without --plugins to verify the decomposition)")
     return report
+
+
+def _examples(net, meta, batch, seed, output_names):
+    """``(example input, output names, [(input, PyTorch outputs)] to verify)``: the input at
+    ``meta.input_size`` and, for a dynamic-H/W export, a second one of another size."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    example = torch.randn(batch or 2, 3, *meta.input_size, generator=gen)
+    output_names, reference = _reference_outputs(net, example, output_names)
+    checks = [(example.numpy(), reference)]
+    if (meta.extra or {}).get("dynamic_hw"):
+        second = torch.randn(batch or 2, 3, *_second_size(meta), generator=gen)
+        checks.append((second.numpy(), _reference_outputs(net, second, output_names)[1]))
+    return example, output_names, checks
 
 
 def _check_opset(model, opset):
@@ -164,9 +223,12 @@ def _run_exporter(net, example, meta, batch, plugins):
 
     onnx = require("onnx")
     input_name, output_names = meta.input_name, meta.output_names
-    dynamic_axes = None
+    axes_in, axes_out = {}, {}
     if batch is None:
-        dynamic_axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+        axes_in, axes_out = {0: "batch"}, {0: "batch"}
+    if (meta.extra or {}).get("dynamic_hw"):
+        axes_in, axes_out = {**axes_in, 2: "height", 3: "width"}, {**axes_out, 2: "out_height", 3: "out_width"}
+    dynamic_axes = {input_name: axes_in, **{n: axes_out for n in output_names}} if axes_in else None
     with tempfile.TemporaryDirectory() as tmp:
         raw_path = Path(tmp) / "raw.onnx"
         try:
@@ -183,15 +245,22 @@ def _run_exporter(net, example, meta, batch, plugins):
         return onnx.load(str(raw_path))
 
 
-def _save_verified(proto, report, example, reference, verify, say):
+def _save_verified(proto, report, checks, verify, say):
     """Write ``proto`` to ``report.path`` atomically; with ``verify`` only when ONNX Runtime
-    agrees with ``reference`` within ``report.tolerance`` (ExportError, no file, otherwise)."""
+    agrees with the reference of every ``(example, reference)`` of ``checks`` within
+    ``report.tolerance`` (ExportError, no file, otherwise).  With several checks (dynamic
+    H/W) each row is named ``output@HxW``."""
     onnx = require("onnx")
     with atomic_path(report.path) as tmp_path:
         onnx.save(proto, str(tmp_path))
         if verify:
             say("checking ONNX Runtime against PyTorch")
-            report.errors = _verify(tmp_path, report.meta.input_name, example, reference, report.tolerance)
+            report.errors = []
+            for example, reference in checks:
+                rows = _verify(tmp_path, report.meta.input_name, example, reference, report.tolerance)
+                for row in rows if len(checks) > 1 else ():
+                    row.name = f"{row.name}@{example.shape[2]}x{example.shape[3]}"
+                report.errors.extend(rows)
             report.verified = True
             if not all(e.ok for e in report.errors):
                 raise ExportError("ONNX Runtime and PyTorch disagree beyond tolerance; no file written.\n"

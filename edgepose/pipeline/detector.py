@@ -104,7 +104,9 @@ class Detector:
     def preprocess(self, frame):
         """``(network input [1,3,H,W] in the runner's dtype, geometry info)``."""
         if self.spec.host_decoder == "cornernet_decode":
-            return preprocess.cornernet_preprocess(frame, self.meta)
+            tensor, info = preprocess.cornernet_preprocess(frame, self.meta)
+            self._check_canvas(frame, tensor)
+            return tensor, info
         if self.det_mode != "fix_res":
             return preprocess.ctdet_preprocess(frame, self.meta, mode=self.det_mode)
         import cv2
@@ -116,6 +118,19 @@ class Detector:
             self._tensor = np.empty((1, 3) + size, self.runner.inputs[0].dtype or np.float32)
         cv2.warpAffine(resized, info["trans_input"], size[::-1], dst=self._pixels[0], flags=cv2.INTER_LINEAR)
         return preprocess.normalize_into(self._pixels, self._tensor, self.meta), info
+
+    def _check_canvas(self, frame, tensor):
+        """CornerNet's input follows the frame (``side | 127``): a fixed-size export takes only
+        frames whose sides give exactly its size; say which and how to fix it."""
+        fixed = self.runner.inputs[0].shape[2:4] if self.runner.inputs else ()
+        if len(fixed) != 2 or not all(isinstance(d, int) for d in fixed) or tuple(fixed) == tensor.shape[2:4]:
+            return
+        (fh, fw), (h, w) = frame.shape[:2], fixed
+        raise UsageError(
+            f"{self.runner.name} has a fixed {h}x{w} input, but CornerNet's canvas for a {fw}x{fh} frame is "
+            f"{tensor.shape[2]}x{tensor.shape[3]} (this export takes frames {max(h - 127, 1)}-{h} px high and "
+            f"{max(w - 127, 1)}-{w} px wide); re-export the detector with `edgepose export cornernet_squeeze "
+            "--input-size dynamic` so it runs on any frame size")
 
     def decode(self, out, info) -> np.ndarray:
         """Raw detector outputs -> rows (x1, y1, x2, y2, score, class) in image pixels."""

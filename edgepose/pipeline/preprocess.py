@@ -256,8 +256,9 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None)
 # ----------------------------------------------------------------------------- CornerNet
 
 
-def cornernet_preprocess(image_bgr, meta, test_scale=1.0, pad=127):
-    """CornerNet-Lite test input: the frame centred on a zero canvas of ``(h|127, w|127)``.
+def cornernet_preprocess(image_bgr, meta, test_scale=1.0, pad=127, canvas=None):
+    """CornerNet-Lite test input: the frame centred on a zero canvas of ``(h|127, w|127)``
+    (``canvas=(H, W)``: of that size instead, e.g. calibration feeds of one size).
 
     No +1 (427x640 -> 511x767).  The image is copied into the canvas (``crop_image``) before
     normalisation, so padding becomes ``-mean/std``.  Output size ``(inp + 1) // stride``
@@ -270,7 +271,7 @@ def cornernet_preprocess(image_bgr, meta, test_scale=1.0, pad=127):
     import cv2
 
     height, width, new_h, new_w = _scaled_size(image_bgr, test_scale)
-    inp_h, inp_w = new_h | pad, new_w | pad
+    inp_h, inp_w = (new_h | pad, new_w | pad) if canvas is None else (int(canvas[0]), int(canvas[1]))
     stride = _stride(meta, "tl_heat", 8)
     out_h, out_w = (inp_h + 1) // stride, (inp_w + 1) // stride
     resized = image_bgr if (new_h, new_w) == (height, width) else cv2.resize(image_bgr, (new_w, new_h))

@@ -6,7 +6,8 @@ is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
 
 1. read the calibration set (:mod:`edgepose.workflows.calibration_feeds`): ``calib_size``
    images plus a held-out quarter as many again, hash it;
-2. detector feeds = ``ctdet_preprocess`` of the ``calib_size`` images; pose feeds =
+2. detector feeds = the detector's own preprocessing (CenterNet or CornerNet) of the
+   ``calib_size`` images; pose feeds =
    ``calib_size`` crops of the people the FP32 detector finds on them (as the pipeline will
    see them), or of the annotated boxes when the set is a COCO ``.json``
    (:mod:`edgepose.workflows.pose_calibration`);

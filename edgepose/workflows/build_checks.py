@@ -63,12 +63,26 @@ def check_build_args(options) -> tuple:
         if not path.is_file():
             raise UsageError(f"{path}: no such ONNX file; export it first with `edgepose export`")
     metas = {"det": _build_metadata(det_onnx, "det"), "pose": _build_metadata(pose_onnx, "pose")}
-    if task_spec(metas["det"].task).host_decoder != "ctdet_decode":  # feeds use CenterNet preprocessing
-        raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet detector")
+    if task_spec(metas["det"].task).role != "detector":
+        raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet or CornerNet "
+                         "detector")
+    _refuse_plugin_nodes(det_onnx)
     if task_spec(metas["pose"].task).role != "pose":
         raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
     check_writable(out_dir, "--out", is_dir=True)
     return det_onnx, pose_onnx, metas
+
+
+def _refuse_plugin_nodes(det_onnx):
+    """Calibration and the agreement checks run the detector on ONNX Runtime, which has no
+    TensorRT plugin ops (CornerPool, HeatmapTopK)."""
+    from edgepose.plugins import required_plugins
+
+    found = required_plugins(det_onnx)
+    if found:
+        raise UsageError(f"{det_onnx} has TensorRT plugin nodes ({', '.join(sorted(found))}) that ONNX Runtime "
+                         "cannot run, and `edgepose build` runs the detector there; re-export it with "
+                         "`edgepose export ... --plugins off` (the exact standard-op decomposition)")
 
 
 def _build_metadata(path, role):

@@ -9,7 +9,8 @@ Sources (:func:`load_calibration_images`):
   calibrate on ground-truth crops),
 * ``synthetic[:N[:SEED]]`` -- the synthetic people generator (:func:`parse_synthetic_spec`).
 
-Detector feeds come from :func:`edgepose.pipeline.preprocess.ctdet_preprocess`; pose feeds
+Detector feeds come from the detector's own preprocessing (CenterNet ``ctdet_preprocess``,
+CornerNet ``cornernet_preprocess`` on a canvas of the exported size); pose feeds
 are the crops the FP32 detector really produces on the calibration images
 (:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
 :func:`edgepose.pipeline.preprocess.crop_people`), not ground-truth boxes.  The feeds go to
@@ -261,15 +262,25 @@ def _input_of(onnx_path):
     return inp.name, batch
 
 
+def _det_input(image, meta):
+    """The detector's own preprocessing of one image: CenterNet ``ctdet_preprocess``, or
+    CornerNet's zero canvas of ``meta.input_size`` (one size for every feed; the image
+    shrunk to fit it when larger)."""
+    from edgepose.pipeline.preprocess import cornernet_preprocess, ctdet_preprocess
+
+    if meta.task != "cornernet":
+        return ctdet_preprocess(image, meta)[0]
+    (h, w), (ih, iw) = meta.input_size, image.shape[:2]
+    return cornernet_preprocess(image, meta, test_scale=min(1.0, h / ih, w / iw), canvas=(h, w))[0]
+
+
 def det_feeds(images: CalibrationImages, det_onnx, meta=None, progress: bool = False) -> list:
-    """Detector feeds: :func:`ctdet_preprocess` of every calibration image."""
+    """Detector feeds: the detector's own preprocessing (:func:`_det_input`) of every image."""
     from edgepose.metadata import read_metadata
-    from edgepose.pipeline.preprocess import ctdet_preprocess
 
     meta = meta or read_metadata(det_onnx)
     name, batch = _input_of(det_onnx)
-    tensors = [ctdet_preprocess(img, meta)[0] for img in _progress(images.images, len(images),
-                                                                     "detector feeds", progress)]
+    tensors = [_det_input(img, meta) for img in _progress(images.images, len(images), "detector feeds", progress)]
     return _batched(tensors, name, batch)
 
 

@@ -237,9 +237,11 @@ class IExecutionContext(Strict):
 
     def get_tensor_shape(self, name):
         spec = self._engine._io[name]
-        if spec["mode"] == 2:  # output: batch of the input
-            batch = next(iter(self._input_shapes.values()))[0] if self._input_shapes else spec["shape"][0]
-            return (batch,) + tuple(spec["shape"][1:])
+        if spec["mode"] == 2:  # output of the elementwise network: the input's batch and dynamic dims
+            if not self._input_shapes:
+                return tuple(spec["shape"])
+            given = next(iter(self._input_shapes.values()))
+            return tuple(g if axis == 0 or int(d) < 0 else int(d) for axis, (g, d) in enumerate(zip(given, spec["shape"])))
         return self._input_shapes.get(name, tuple(spec["shape"]))
 
     def set_tensor_address(self, name, memory):

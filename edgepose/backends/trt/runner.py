@@ -143,10 +143,15 @@ class TensorRTRunner(Runner):
         if prof is None:
             return
         lo, _, hi = prof
-        if any(not (a <= s <= b) for a, s, b in zip(lo, shape, hi)):
-            raise UsageError(f"{self.name}: input {name!r} of shape {tuple(shape)} is outside the engine's profile "
-                             f"{lo}..{hi}; split the batch (max_batch={self.max_batch}) or rebuild with a larger "
-                             "range (pose_batch / det_hw)")
+        outside = [axis for axis, (a, s, b) in enumerate(zip(lo, shape, hi)) if not a <= s <= b]
+        if not outside:
+            return
+        fix = f"split the batch (max_batch={self.max_batch}) or rebuild with a larger range (pose_batch / det_hw)"
+        if outside != [0]:  # the image size: the range came from the export's dynamic bounds
+            fix = (f"this frame needs a {shape[2]}x{shape[3]} input; re-export the detector with `edgepose export "
+                   f"--input-size dynamic:{max(shape[2], hi[2])}x{max(shape[3], hi[3])}` and rebuild the engine")
+        raise UsageError(f"{self.name}: input {name!r} of shape {tuple(shape)} is outside the engine's profile "
+                         f"{lo}..{hi}; {fix}")
 
     def _bind(self, name, device_ptr):
         if not self.context.set_tensor_address(name, device_ptr):  # returns bool: False = not bound
