@@ -83,3 +83,29 @@ def name_nodes(model):
             node.name = f"{node.op_type}_{k}"
         used.add(node.name)
     return model
+
+
+def sort_topologically(graph):
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs
+    (TensorRT's parser and ``onnx.checker`` require it; some converters append nodes at the
+    end).  Stable: nodes already in order keep their order.  Subgraphs are not visited."""
+    available = {i.name for i in graph.input} | initializer_names(graph) | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:  # one pass in the current order: a sorted graph keeps its order
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):  # a cycle or an input nobody produces: leave the rest as it was
+            ordered.extend(rest)
+            break
+        pending = rest
+    copies = [type(n)() for n in ordered]
+    for copy, node in zip(copies, ordered):
+        copy.CopyFrom(node)
+    del graph.node[:]
+    graph.node.extend(copies)
+    return graph

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepose.onnx_graph import load_model, name_nodes, producers
+from edgepose.onnx_graph import load_model, name_nodes, producers, sort_topologically
 
 FP32_OPS = ("Sigmoid", "Softmax", "LogSoftmax", "Exp", "Log", "TopK", "ArgMax", "ArgMin", "NonMaxSuppression",
             "Range", "CumSum", "ReduceSum", "ReduceMean", "Pow", "Sqrt", "Div")
@@ -78,6 +78,7 @@ def convert_fp16(model, out_path=None, keep_final: bool = True, keep_fp32=(), me
 
         raise QuantizationError(f"FP16 conversion failed ({exc}); check that the model is an FP32 graph "
                                 "exported by `edgepose export`") from None
+    sort_topologically(out.graph)  # the converter appends its input casts after their consumers
     if meta is not None:
         attach_metadata(out, meta.replace(precision="fp16", extra={**(meta.extra or {}), "fp32_nodes": block}))
     if out_path is not None:

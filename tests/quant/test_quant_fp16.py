@@ -66,3 +66,31 @@ def test_fp16_keeps_head_sigmoid_in_fp32(tmp_path):
     x = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)}]
     ref, got = _run(model, x)["y"], _run(out, x)["y"]
     assert np.abs(got - ref).max() <= 1e-2
+
+
+@pytest.mark.parametrize("role", ["det", "pose"])
+def test_fp16_graph_is_topologically_sorted(tiny, role):
+    """TensorRT's ONNX parser and onnx.checker need every node after its inputs' producers;
+    ORT's float16 converter appends its input casts after their consumers."""
+    det, pose = tiny
+    out, _ = convert_fp16({"det": det, "pose": pose}[role])
+    onnx.checker.check_model(out, full_check=False)
+    seen = {i.name for i in out.graph.input} | {t.name for t in out.graph.initializer} | {""}
+    for node in out.graph.node:
+        missing = [i for i in node.input if i not in seen]
+        assert not missing, f"{node.name} reads {missing} before they are produced"
+        seen.update(node.output)
+
+
+def test_sort_topologically_keeps_a_sorted_graph_and_orders_an_unsorted_one():
+    from onnx import TensorProto, helper
+
+    from edgepose.onnx_graph import sort_topologically
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="n1"), helper.make_node("Neg", ["a"], ["b"], name="n2"),
+             helper.make_node("Abs", ["x"], ["c"], name="n3"), helper.make_node("Add", ["b", "c"], ["y"], name="n4")]
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1])  # noqa: E731
+    graph = helper.make_graph(nodes, "g", [vi("x")], [vi("y")])
+    assert [n.name for n in sort_topologically(graph).node] == ["n1", "n2", "n3", "n4"]
+    shuffled = helper.make_graph([nodes[3], nodes[1], nodes[2], nodes[0]], "g", [vi("x")], [vi("y")])
+    assert [n.name for n in sort_topologically(shuffled).node] == ["n3", "n1", "n2", "n4"]
