@@ -12,10 +12,10 @@ from edgepose.backends.onnxruntime import ORTRunner
 from edgepose.backends.torch_runner import TorchRunner
 from edgepose.errors import UsageError
 from edgepose.export import torch2onnx
-from edgepose.metadata import ModelMeta, read_metadata
-from edgepose.models.alphapose import simplepose
+from edgepose.metadata import read_metadata
 from edgepose.pipeline.pipeline import Pipeline
-from tests.models.test_cornernet_e2e import _randomised_cornernet
+
+from helpers.cornernet_models import export_tiny_pose, randomised_cornernet
 
 MAX_HW = (383, 511)  # the canvases of the 256x256 synthetic images and the test frames fit
 
@@ -23,14 +23,10 @@ MAX_HW = (383, 511)  # the canvases of the 256x256 synthetic images and the test
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cornernet_dynamic")
-    torch.manual_seed(2)  # the conv weights: with these the random corners pair into boxes on every test frame
-    model = _randomised_cornernet()
+    model = randomised_cornernet(seed=2)  # with these weights the corners pair into boxes on every test frame
     dynamic = torch2onnx(model, tmp / "det.dyn.onnx", input_size=(255, 255), plugins="off", dynamic_hw=MAX_HW)
     fixed = torch2onnx(model, tmp / "det.fixed.onnx", input_size=(127, 127), plugins="off")
-    pose = simplepose(num_layers=18, num_joints=17, deconv_filters=(16, 16, 16), widths=(8, 16, 16, 32)).eval()
-    pose_meta = ModelMeta(model="tiny_pose", task="sppe", input_size=(64, 32), channel_order="RGB",
-                          mean=(0.406, 0.457, 0.480), keypoint_names=[str(i) for i in range(17)])
-    torch2onnx(pose, tmp / "pose.onnx", batch="dynamic", meta=pose_meta)
+    export_tiny_pose(tmp / "pose.onnx")
     return model, dynamic, fixed, tmp
 
 

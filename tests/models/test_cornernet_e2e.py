@@ -3,46 +3,24 @@ standard-op decomposition, decode, and use it as the pipeline's detector."""
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from edgepose.backends.onnxruntime import ORTRunner
 from edgepose.backends.torch_runner import TorchRunner
 from edgepose.errors import PluginError
 from edgepose.export import torch2onnx
-from edgepose.metadata import ModelMeta
-from edgepose.models import create
-from edgepose.models.alphapose import simplepose
 from edgepose.pipeline.pipeline import Pipeline
 from edgepose.plugins import ensure_plugins_for, required_plugins
 
-
-def _randomised_cornernet():
-    torch.manual_seed(3)  # the conv weights too: whether it finds boxes must not depend on test order
-    model = create("cornernet_squeeze")
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) * 0.5 + 0.75)
-            elif name.endswith("running_mean"):
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.05)
-        for head in ("tl_heats", "br_heats"):  # confident person (class 0) corners
-            bias = getattr(model, head)[-1][-1].bias
-            bias.fill_(-4.0)
-            bias[0] = 1.0
-    return model.eval()
+from helpers.cornernet_models import export_tiny_pose, randomised_cornernet
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cornernet")
-    model = _randomised_cornernet()
+    model = randomised_cornernet(seed=3)
     decomposed = torch2onnx(model, tmp / "det.onnx", input_size=(127, 127), plugins="off")
     plugin = torch2onnx(model, tmp / "det.plugin.onnx", input_size=(127, 127), plugins="on")
-    pose = simplepose(num_layers=18, num_joints=17, deconv_filters=(16, 16, 16), widths=(8, 16, 16, 32)).eval()
-    pose_meta = ModelMeta(model="tiny_pose", task="sppe", input_size=(64, 32), channel_order="RGB",
-                          mean=(0.406, 0.457, 0.480), keypoint_names=[str(i) for i in range(17)])
-    torch2onnx(pose, tmp / "pose.onnx", batch="dynamic", meta=pose_meta)
+    export_tiny_pose(tmp / "pose.onnx")
     return model, decomposed, plugin, tmp
 
 
