@@ -233,10 +233,7 @@ def test_full_disk_is_one_line_naming_the_path(command, models, tiny, dataset, t
     assert proc.returncode == 1, proc.stdout + proc.stderr
     line = _error_line(proc)
     assert str(target) in line and ("No space" in line or "too large" in line), line
-    if command != "data synth":  # a dataset keeps the images written so far; it has no annotations.json
-        assert {p.name for p in folder.iterdir()} == before  # no broken file, no hidden temp file
-    else:
-        assert not (target / "annotations.json").exists()
+    assert {p.name for p in folder.iterdir()} == before  # no broken file, no hidden stage (a dataset's images too)
 
 
 # ---------------------------------------------------------------------------- build as a set
@@ -373,6 +370,20 @@ def test_ctrl_c_in_run_writes_valid_outputs_then_exits_130(models, tmp_path):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == processed
     cap.release()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "overlay.avi", "res.json"]
+
+
+def test_ctrl_c_in_data_synth_leaves_no_half_dataset_and_exits_130(tmp_path):
+    out = tmp_path / "synth"
+    proc = subprocess.Popen([*CLI, "data", "synth", "--out", str(out), "--images", "100000", "--size", "64x64"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(list(s.glob("images/*.jpg"))) >= 5 for s in tmp_path.glob(".*")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "edgepose: interrupted (Ctrl-C)" and "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []  # neither the set nor its hidden stage
 
 
 # ---------------------------------------------------------------------------- refused before any work

@@ -16,7 +16,8 @@ from edgepose.errors import EdgeposeError
 
 
 class _Group(click.Group):
-    """Turns EdgeposeError (and a stray OSError) into one line on stderr and its exit code."""
+    """Turns EdgeposeError (and a stray OSError) into one line on stderr and its exit code;
+    Ctrl-C exits 130 (the shell's code for SIGINT) with one line, not click's "Aborted!" and 1."""
 
     def invoke(self, ctx):
         try:
@@ -29,6 +30,9 @@ class _Group(click.Group):
 
             click.echo(f"edgepose: error: {describe_os_error(exc)}", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:  # outputs are atomic: whatever was unfinished was not written
+            click.echo("edgepose: interrupted (Ctrl-C)", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -95,39 +95,38 @@ def generate_dataset(out_dir, num_images, seed, image_size=(256, 256), max_peopl
                      jpeg_quality=95):
     """Write ``out_dir/images/*.jpg`` and ``out_dir/annotations.json``; returns the JSON path.
 
-    Image ``i`` depends only on ``(seed, i)``, so a larger set extends a smaller one.
+    Image ``i`` depends only on ``(seed, i)``, so a larger set extends a smaller one.  The
+    images and their annotations are one output: they are written into a hidden stage and
+    swapped in together (a full disk or Ctrl-C leaves ``out_dir`` as it was); a previous set
+    in ``out_dir`` is replaced whole, other files there are kept.
     """
+    import shutil
+
     from tqdm import tqdm
 
     from edgepose.io_utils import atomic_path
-    from edgepose.outputs import check_writable, output_error
+    from edgepose.outputs import staged_dir
 
-    out = Path(out_dir)
-    check_writable(out, "--out", is_dir=True)
-    try:
-        (out / "images").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise output_error(exc, out / "images") from None
-    images, annotations = [], []
     H, W = (int(v) for v in image_size)
-    for i in tqdm(range(int(num_images)), desc="synth images", unit="img", disable=not progress):
-        rng = _image_rng(seed, i)
-        img, people = render_scene(rng, (H, W), max_people=max_people)
-        name = f"{i:06d}.jpg"
-        _write_jpeg(out / "images" / name, img, jpeg_quality)
-        image_id = i + 1
-        images.append({"id": image_id, "file_name": name, "height": H, "width": W})
-        for p in people:
-            annotations.append(coco_annotation(p, len(annotations) + 1, image_id))
-    doc = {
-        "info": {"description": "edgepose synthetic people", "seed": int(seed),
-                 "generator": "edgepose.data.synthetic", "max_people": int(max_people)},
-        "images": images, "annotations": annotations, "categories": coco_categories(),
-    }
-    ann = out / "annotations.json"
-    with atomic_path(ann) as tmp:
-        Path(tmp).write_text(json.dumps(doc))
-    return ann
+    with staged_dir(out_dir) as out:
+        shutil.rmtree(out / "images", ignore_errors=True)  # links to the old set: its files stay intact
+        (out / "images").mkdir()
+        images, annotations = [], []
+        for i in tqdm(range(int(num_images)), desc="synth images", unit="img", disable=not progress):
+            img, people = render_scene(_image_rng(seed, i), (H, W), max_people=max_people)
+            name = f"{i:06d}.jpg"
+            _write_jpeg(out / "images" / name, img, jpeg_quality)
+            images.append({"id": i + 1, "file_name": name, "height": H, "width": W})
+            for p in people:
+                annotations.append(coco_annotation(p, len(annotations) + 1, i + 1))
+        doc = {
+            "info": {"description": "edgepose synthetic people", "seed": int(seed),
+                     "generator": "edgepose.data.synthetic", "max_people": int(max_people)},
+            "images": images, "annotations": annotations, "categories": coco_categories(),
+        }
+        with atomic_path(out / "annotations.json") as tmp:
+            Path(tmp).write_text(json.dumps(doc))
+    return Path(out_dir) / "annotations.json"
 
 
 # ------------------------------------------------------------------------ clips
