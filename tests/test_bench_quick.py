@@ -113,10 +113,13 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
 
         det, pose = model_args[1], model_args[3]
         monkeypatch.setattr(defaults, "default_model_paths", lambda cache_dir=None, force=False: (det, pose))
-    from edgepose.workflows.demo import format_summary, run_demo
+    from edgepose.workflows.demo import DemoResult, run_demo
 
     out = tmp_path / "out"
-    summary = run_demo(out, frames=5, people=2, size=(128, 128), val_images=4, progress=False)
+    result = run_demo(out, frames=5, people=2, size=(128, 128), val_images=4, progress=False)
+    assert isinstance(result, DemoResult)
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert summary == json.loads(json.dumps(result.to_dict()))  # the file holds the whole result
     assert summary["precision"] in ("int8", "fp32") and summary["note"]
     cap = cv2.VideoCapture(str(out / "demo.mp4"))
     n = 0
@@ -150,6 +153,5 @@ def test_demo_writes_video_results_and_table(tmp_path, monkeypatch):
     assert main_row["ap"]["images"] == 4 and "keypoints_AP" in main_row["ap"]
     if summary["precision"] != "fp32":
         assert [r["precision"] for r in summary["rows"]] == [summary["precision"], "fp32"]
-    table = format_summary(summary)
-    assert "box AP" in table and "precision used" in table
-    assert json.loads((out / "demo_summary.json").read_text())["precision"] == summary["precision"]
+    table = result.format()
+    assert "box AP" in table and "precision used" in table and summary["note"] in table

@@ -27,10 +27,10 @@ def demo(out_dir, precision, frames, people, val_images, no_fp32_compare, max_ap
     working but will not find real people reliably.
     """
     from edgepose.cli._defaults import say_builtin_models
-    from edgepose.workflows.demo import format_summary, run_demo
+    from edgepose.workflows.demo import run_demo
 
     say_builtin_models()
-    summary = run_demo(out_dir, frames=frames, people=people, val_images=val_images, precision=precision,
+    result = run_demo(out_dir, frames=frames, people=people, val_images=val_images, precision=precision,
                        compare_fp32=not no_fp32_compare,
                        max_ap_drop=None if no_fp32_compare else max_ap_drop, threads=threads, progress=not no_progress)
-    click.echo(format_summary(summary))
+    click.echo(result.format())

@@ -10,13 +10,14 @@
 5. print one FPS / latency / AP table (also ``OUT/demo_summary.json``).
 
     from edgepose.workflows.demo import run_demo
-    summary = run_demo("out")
+    result = run_demo("out")      # DemoResult; print(result.format())
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgepose.errors import EdgeposeError, UsageError
@@ -25,6 +26,27 @@ from edgepose.progress import say
 log = logging.getLogger("edgepose")
 
 PRECISIONS = ("auto", "int8", "fp16", "fp32")
+
+
+@dataclass
+class DemoResult:
+    """What the demo did: the precision used and why, its files, one row per precision run."""
+
+    precision: str
+    note: str
+    video: str
+    results: str
+    clip: str
+    clip_annotations: str
+    val: str
+    rows: list
+    wall_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        return format_summary(self.to_dict())
 
 
 def _say(text, progress=True):
@@ -100,8 +122,8 @@ def _run_clip(pipe, clip, save=None, json_path=None, progress=True):
 
 def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), val_images: int = 100,
              val_seed: int = 1000, clip_seed: int = 7, precision: str = "auto", compare_fp32: bool = True,
-             max_ap_drop: float | None = 3.0, threads: int | None = None, progress: bool = True) -> dict:
-    """Run the demo; returns the summary dict (also written to ``OUT/demo_summary.json``).
+             max_ap_drop: float | None = 3.0, threads: int | None = None, progress: bool = True) -> DemoResult:
+    """Run the demo; returns a :class:`DemoResult` (also written to ``OUT/demo_summary.json``).
 
     A reduced precision (INT8/FP16) is kept only when its box and keypoint AP on the
     validation set are within ``max_ap_drop`` points of FP32 (``None``: keep it anyway);
@@ -145,13 +167,11 @@ def run_demo(out_dir="out", frames: int = 60, people: int = 3, size=(256, 256), 
     # 3. the demo clip: overlay video + COCO results with the chosen precision, timing for all
     rows = [_clip_row(name, *configs[name], name == prec, clip, out, runner_kw, aps[name], progress)
             for name in order]
-    result = {
-        "precision": prec, "note": note, "video": str(out / "demo.mp4"), "results": str(out / "results.json"),
-        "clip": str(clip), "clip_annotations": str(clip.with_suffix(".json")), "val": str(vdir / "annotations.json"),
-        "rows": rows, "wall_s": round(time.perf_counter() - t_start, 1),
-    }
+    result = DemoResult(precision=prec, note=note, video=str(out / "demo.mp4"), results=str(out / "results.json"),
+                        clip=str(clip), clip_annotations=str(clip.with_suffix(".json")),
+                        val=str(vdir / "annotations.json"), rows=rows, wall_s=round(time.perf_counter() - t_start, 1))
     with atomic_path(out / "demo_summary.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+        tmp.write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 
@@ -207,7 +227,7 @@ def _clip_row(name, det, pose, is_main, clip, out: Path, runner_kw, ap, progress
 
 
 def format_summary(summary: dict) -> str:
-    """The FPS / latency / AP table the demo prints."""
+    """The FPS / latency / AP table the demo prints, from a DemoResult's dict (demo_summary.json)."""
     head = (f"{'precision':<10} {'FPS':>7} {'pipe FPS':>9} {'total ms p50':>13} {'det ms p50':>11} "
             f"{'pose ms p50':>12} {'people/frame':>13} {'box AP':>7} {'kp AP':>7}")
     lines = [head, "-" * len(head)]
