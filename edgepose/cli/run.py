@@ -103,7 +103,8 @@ _RUN_OPTIONS = [  # in --help order
     click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="OUT.json",
                  help="Write keypoints in COCO results format (readable by pycocotools COCO.loadRes). Image ids "
                  "of a folder: a numeric file stem keeps its number (000000000139.jpg -> 139); other names get "
-                 "ids above the largest numeric stem, in sorted name order."),
+                 "ids above the largest numeric stem, in sorted name order. Video, camera or stream: the frame number "
+                 "from 1 (the ids of `edgepose data clip` annotations)."),
     click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
                  show_default=True, help="auto: TensorRT for .engine (else ONNX Runtime on the sibling .onnx), "
                  "ONNX Runtime for .onnx."),

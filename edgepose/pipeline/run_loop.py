@@ -71,12 +71,13 @@ class RunSummary:
 
 def image_id_for(frame_id: int, name: str, kind: str) -> int:
     """COCO image id: the numeric file stem for images (``000000000139.jpg`` -> 139),
-    otherwise the frame index."""
+    otherwise the frame number counted from 1 (frame index ``i`` -> ``i + 1``: COCO ids start
+    at 1, and ``edgepose data clip`` annotates frame ``i`` as image ``i + 1``)."""
     if kind in ("folder", "image"):
         stem = Path(name).stem
         if stem.isdigit():
             return int(stem)
-    return int(frame_id)
+    return int(frame_id) + 1
 
 
 def _image_id(source, frame_id, name) -> int:

@@ -130,6 +130,22 @@ def test_json_loads_in_pycocotools_and_video_is_written(models, tmp_path):
     assert [p.name for p in out_video.parent.iterdir()] == ["overlay.avi"]
 
 
+def test_video_results_load_against_the_clips_own_annotations(models, tmp_path):
+    """`edgepose data clip` annotates frame i as image i + 1; `run --json` on the clip uses the same ids."""
+    from pycocotools.coco import COCO
+
+    clip = tmp_path / "clip.mp4"
+    assert _cli("data", "clip", "--out", clip, "--frames", "4", "--people", "2", "--size", "128x128").returncode == 0
+    out_json = tmp_path / "res.json"
+    proc = _cli("run", "--det", models["det"], "--pose", models["pose"], "--source", clip, "--json", out_json,
+                "--no-progress", "--score-threshold", "0")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out_json.read_text())
+    gt = COCO(str(clip.with_suffix(".json")))
+    assert {r["image_id"] for r in results} == set(gt.getImgIds()) == {1, 2, 3, 4}  # threshold 0: every frame
+    assert len(gt.loadRes(str(out_json)).getAnnIds()) == len(results)
+
+
 def test_folder_with_corrupt_image_counts_it(models, tmp_path):
     folder = _image_folder(tmp_path / "imgs", n=2)
     (folder / "3.jpg").write_bytes(b"broken")
@@ -152,7 +168,7 @@ def test_truncated_video_keeps_what_was_processed(models, tmp_path):
     results = json.loads(out_json.read_text())
     frames = {r["image_id"] for r in results}
     read = int(proc.stdout.split(" read,")[0].split()[-1])
-    assert 0 < read < 20 and frames and max(frames) < read
+    assert 0 < read < 20 and frames and min(frames) >= 1 and max(frames) <= read  # frame i is image i + 1
     cap = cv2.VideoCapture(str(out_video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == read
     cap.release()
@@ -178,7 +194,7 @@ def test_ctrl_c_writes_what_was_processed(models, tmp_path):
     assert summary.interrupted and summary.frames_processed == 3 and summary.frames_read == 3
     results = json.loads(out_json.read_text())
     assert len(results) == sum(n for _, n in seen) > 0
-    assert {r["image_id"] for r in results} <= {0, 1, 2}
+    assert {r["image_id"] for r in results} <= {1, 2, 3}  # video frames count from 1
     cap = cv2.VideoCapture(str(out_video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
     cap.release()
