@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgepose.errors import PluginError
-from edgepose.onnx_graph import consumers, initializer_names, load_model
+from edgepose.onnx_graph import consumers, initializer_names, load_model, producers
 from edgepose.ops import PLUGIN_DOMAIN
 
 DECOMPOSABLE = ("CornerPool",)
@@ -146,19 +146,37 @@ def _region(graph, site, users):
     return region
 
 
+def _origin(tensor, producer):
+    """``tensor`` before any Casts (a converter's Cast shared by several readers)."""
+    while tensor in producer and producer[tensor].op_type == "Cast":
+        tensor = producer[tensor].input[0]
+    return tensor
+
+
 def _site_boundary(graph, site, region, users):
-    """``(input tensor, output tensor)`` of ``region``; raises when it is not a whole
-    decomposition any more (an inner tensor read outside it, more than one input)."""
+    """``(input tensor, output tensor, other inputs)`` of ``region``: the input is what its
+    first node reads; other inputs may only be Casts of the same tensor.  Raises when it is
+    not a whole decomposition any more (an inner tensor read outside it, a foreign input)."""
     inner = {o for n in region.values() for o in n.output}
     out = site.node.output[0]
     consts = initializer_names(graph)
-    feeds = sorted({i for n in region.values() for i in n.input if i and i not in inner and i not in consts})
+    feeds = {i for n in region.values() for i in n.input if i and i not in inner and i not in consts}
+    main = region[site.replaced_by[0]].input[0]
+    producer = producers(graph)
+    foreign = sorted(f for f in feeds if _origin(f, producer) != _origin(main, producer))
     outputs = {o.name for o in graph.output}
     leaks = [t for t in inner - {out} if t in outputs or any(u.name not in region for u, _ in users.get(t, []))]
-    if len(feeds) != 1 or out not in inner or leaks:
-        raise PluginError(f"cannot put plugin node {site.name!r} back: its decomposition reads {feeds[:3]} and leaks "
-                          f"{leaks[:3]} (a bug in the build; report it with the model)")
-    return feeds[0], out
+    if main not in feeds or foreign or out not in inner or leaks:
+        raise PluginError(f"cannot put plugin node {site.name!r} back: its decomposition reads {foreign[:3]} besides "
+                          f"{main!r} and leaks {leaks[:3]} (a bug in the build; report it with the model)")
+    return main, out, feeds - {main}
+
+
+def _drop_unread_casts(graph, tensors):
+    """Remove the Casts producing ``tensors`` that nothing reads any more."""
+    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for node in [n for n in graph.node if n.op_type == "Cast" and n.output[0] in tensors and n.output[0] not in read]:
+        graph.node.remove(node)
 
 
 def restore_plugin_nodes(model, sites):
@@ -178,13 +196,14 @@ def restore_plugin_nodes(model, sites):
     for site in sites:
         users = consumers(graph)
         region = _region(graph, site, users)
-        src, dst = _site_boundary(graph, site, region, users)
+        src, dst, casts = _site_boundary(graph, site, region, users)
         position = min(list(graph.node).index(n) for n in region.values())
         for node in region.values():
             graph.node.remove(node)
         new = _plugin_nodes(site, src, dst, known)
         for offset, node in enumerate(new):
             graph.node.insert(position + offset, node)
+        _drop_unread_casts(graph, casts)
         _drop_values(graph, {o for n in region.values() for o in n.output} | {new[0].output[0]})
         if new[0].output[0] not in {o.name for o in graph.output}:
             graph.value_info.append(known[new[0].output[0]])
