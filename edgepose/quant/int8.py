@@ -132,7 +132,7 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     embed (``precision`` is set to ``int8``).  ``quantize_outputs``: also quantize the graph
     outputs (default: the final layers output float, see :func:`drop_output_qdq`).
     ``improve_placement``: the exact ORT CPU fusion fixes of :mod:`edgepose.quant.placement`
-    (DepthToSpace on int8; on graphs ``prepare_fp32(cpu_rewrite=True)`` marked, Relu as an
+    (one Q/DQ pair per reader of a shared DequantizeLinear, DepthToSpace on int8; on graphs ``prepare_fp32(cpu_rewrite=True)`` marked, Relu as an
     int8 lookup).
     Returns the quantized ``onnx.ModelProto``.
     """
@@ -152,6 +152,9 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
     qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
     if improve_placement:
+        from edgepose.quant.placement import dedicated_pair_per_reader
+
+        dedicated_pair_per_reader(qmodel)  # a conv sharing its input DQ with float ops: ORT fuses it
         quantize_through_data_movement(qmodel)
         if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
             relu_as_int8_lookup(qmodel)
