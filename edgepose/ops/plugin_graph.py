@@ -155,18 +155,19 @@ def _origin(tensor, producer):
 
 def _site_boundary(graph, site, region, users):
     """``(input tensor, output tensor, other inputs)`` of ``region``: the input is what its
-    first node reads; other inputs may only be Casts of the same tensor.  Raises when it is
-    not a whole decomposition any more (an inner tensor read outside it, a foreign input)."""
+    first node reads, before any Casts (the plugin is exact in either float type, and rounding
+    commutes with max); other inputs may only be Casts of it.  Raises when it is not a whole
+    decomposition any more (an inner tensor read outside it, a foreign input)."""
     inner = {o for n in region.values() for o in n.output}
     out = site.node.output[0]
     consts = initializer_names(graph)
     feeds = {i for n in region.values() for i in n.input if i and i not in inner and i not in consts}
-    main = region[site.replaced_by[0]].input[0]
     producer = producers(graph)
-    foreign = sorted(f for f in feeds if _origin(f, producer) != _origin(main, producer))
+    main = _origin(region[site.replaced_by[0]].input[0], producer)  # before a converter's Casts: its own type
+    foreign = sorted(f for f in feeds if _origin(f, producer) != main)
     outputs = {o.name for o in graph.output}
     leaks = [t for t in inner - {out} if t in outputs or any(u.name not in region for u, _ in users.get(t, []))]
-    if main not in feeds or foreign or out not in inner or leaks:
+    if foreign or out not in inner or leaks:
         raise PluginError(f"cannot put plugin node {site.name!r} back: its decomposition reads {foreign[:3]} besides "
                           f"{main!r} and leaks {leaks[:3]} (a bug in the build; report it with the model)")
     return main, out, feeds - {main}

@@ -21,6 +21,10 @@ is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
    QLinearConv counts), with the TensorRT engines when asked -- the whole set written into a
    hidden sibling folder and swapped into place at the end, after every option and input was
    checked (:mod:`edgepose.workflows.build_checks`).
+
+A model exported with CornerPool plugin nodes (``export --plugins on``) is built from a copy
+in which each plugin node is its exact standard-op decomposition (everything above runs on
+ONNX Runtime); the file written keeps the plugin nodes (:mod:`edgepose.workflows.build_plugins`).
 """
 from __future__ import annotations
 

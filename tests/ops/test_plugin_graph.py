@@ -61,14 +61,16 @@ def test_restore_gives_the_plugin_graph_back():
     onnx.checker.check_model(back)
 
 
-def test_restore_after_fp16_conversion_gives_fp16_plugin_io_and_the_same_numbers():
-    """The FP16 converter keeps Max in FP32 (Casts inside the decomposition); the plugin comes
-    back reading and writing float16 (what CornerPool reports to TensorRT), and decomposing
-    the restored file again gives the FP16 graph's outputs bit for bit."""
+@pytest.mark.parametrize("fp32_first_pad", [False, True])
+def test_restore_after_fp16_conversion_gives_fp16_plugin_io_and_the_same_numbers(fp32_first_pad):
+    """The FP16 converter keeps Max in FP32 (Casts inside the decomposition; with
+    ``fp32_first_pad`` also a Cast into its first node); the plugin comes back reading and
+    writing float16 (what CornerPool reports to TensorRT), and decomposing the restored file
+    again gives the FP16 graph's outputs bit for bit."""
     from edgepose.quant.fp16 import convert_fp16
 
     copy, sites = decompose_plugin_nodes(_pool_graph())
-    half, _ = convert_fp16(copy, keep_final=False)
+    half, _ = convert_fp16(copy, keep_final=False, keep_fp32=[sites[0].replaced_by[0]] if fp32_first_pad else ())
     assert any(n.op_type == "Cast" and "decomposed" in n.name for n in half.graph.node)
     back = restore_plugin_nodes(half, sites)
     types = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(back).graph.value_info}
