@@ -126,15 +126,17 @@ def required_plugins(onnx_model) -> set[str]:
     """op_types of the nodes that need an edgepose TensorRT plugin (``plugin_namespace`` attribute
     "edgepose", or the "edgepose" domain); accepts a path or an ``onnx.ModelProto``."""
     model = _as_model(onnx_model)
-    found = set()
-    for node in _iter_nodes(model.graph):
-        namespace = None
-        for attr in node.attribute:
-            if attr.name == "plugin_namespace":
-                namespace = attr.s.decode() if isinstance(attr.s, bytes) else str(attr.s)
-        if namespace == PLUGIN_NAMESPACE or node.domain == PLUGIN_DOMAIN:
-            found.add(node.op_type)
-    return found
+    return {node.op_type for node in _iter_nodes(model.graph) if is_plugin_node(node)}
+
+
+def is_plugin_node(node) -> bool:
+    """True for a node that needs an edgepose TensorRT plugin (``plugin_namespace`` attribute
+    "edgepose", or the "edgepose" domain)."""
+    namespace = None
+    for attr in node.attribute:
+        if attr.name == "plugin_namespace":
+            namespace = attr.s.decode() if isinstance(attr.s, bytes) else str(attr.s)
+    return namespace == PLUGIN_NAMESPACE or node.domain == PLUGIN_DOMAIN
 
 
 def ensure_plugins_for(onnx_model) -> str | None:

@@ -107,8 +107,10 @@ def quantize_with_feeds(fp32_model, calib_feeds: list, hold_feeds: list, out_pat
     return quantize_method(graph, method, out_path, hold_feeds, meta=meta, extra_meta=extra_meta)
 
 
-def describe_graph(path, precision: str, allow_float=()) -> dict:
-    """``{"lint", "float_ops", "ort_cpu_fusion"}`` (INT8 only) and ``"sha256"`` of the graph at ``path``."""
+def describe_graph(path, precision: str, allow_float=(), ort_path=None) -> dict:
+    """``{"lint", "float_ops", "ort_cpu_fusion"}`` (INT8 only) and ``"sha256"`` of the graph at ``path``;
+    the fusion counts come from ``ort_path`` when given (the copy ONNX Runtime runs of a graph
+    with plugin nodes)."""
     import onnx
 
     from edgepose.io_utils import sha256_file
@@ -122,7 +124,7 @@ def describe_graph(path, precision: str, allow_float=()) -> dict:
         model = onnx.load(str(path))
         entry["lint"] = [str(i) for i in lint_qdq(model, allow_float=allow_float)] or "clean"
         entry["float_ops"] = float_ops_report(model, kept=allow_float)
-        entry["ort_cpu_fusion"] = fusion_summary(path)
+        entry["ort_cpu_fusion"] = fusion_summary(ort_path or path)
     entry["sha256"] = sha256_file(path)
     return entry
 

@@ -69,6 +69,27 @@ def _float_output_reason(node, users, outputs) -> str | None:
             "CPU fuses only DequantizeLinear -> Conv -> QuantizeLinear and runs it in float")
 
 
+def _shared_input_reason(node, producer, users) -> str | None:
+    """A conv whose input QuantizeLinear feeds several DequantizeLinear readers (or one DQ read by
+    several nodes, which ORT duplicates): ORT converts int8 Q/DQ pairs to uint8 only with one DQ
+    per Q, so this input stays int8 while the output pair turns uint8, and QLinearConv needs
+    one type in and out (measured on ORT 1.32: DLA-34's projection convs after a MaxPool, before
+    :func:`edgepose.quant.placement.dedicated_pair_per_reader`)."""
+    if node.op_type != "Conv":
+        return None
+    dq = producer.get(node.input[0])
+    q = producer.get(dq.input[0]) if dq is not None else None
+    if q is None or q.op_type != "QuantizeLinear":
+        return None
+    readers = {r.name: r for d, _ in users.get(q.output[0], []) for r, _ in users.get(d.output[0], [])}
+    if len(readers) <= 1:
+        return None
+    what = ", ".join(sorted({r.op_type for r in readers.values() if r is not node}))
+    return (f"its input QuantizeLinear is shared with {len(readers) - 1} other reader(s) ({what}): ONNX Runtime CPU "
+            "keeps that Q/DQ pair int8 but turns the output pair uint8, and QLinearConv needs one type, so it "
+            "runs in float there (TensorRT fuses it)")
+
+
 def _node_reason(node, producer, inits, kept: dict) -> str | None:
     """Why ``node`` runs in float (None when it runs in INT8 on both targets)."""
     if node.name in kept:
@@ -103,7 +124,7 @@ def float_ops_report(model, kept=()) -> list:
             continue
         reason = _node_reason(node, producer, inits, kept)
         if reason == "":
-            reason = _float_output_reason(node, users, outputs)
+            reason = _float_output_reason(node, users, outputs) or _shared_input_reason(node, producer, users)
         if reason:
             report.append({"node": node.name, "op_type": node.op_type, "reason": reason})
     return report

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepose.errors import QuantizationError
-from edgepose.onnx_graph import consumers, initializer_names, load_model, name_nodes, producers
+from edgepose.onnx_graph import consumers, load_model, name_nodes, producers
 
 log = logging.getLogger("edgepose")
 
@@ -60,17 +60,12 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
 
 
 def quantizable_nodes(model, op_types=QUANT_OPS) -> list:
-    """Names of the nodes ``quantize_int8`` puts Q/DQ on (in graph order)."""
+    """Names of the nodes ``quantize_int8`` puts Q/DQ on (in graph order).  That includes an
+    Add with a constant input (``x + bias``): ``quantize_static`` quantizes its input, its
+    constant and its output like a residual Add's, so excluding every listed node leaves the
+    graph FP32 (the budget search's "keep everything") and sensitivity quantizes one layer."""
     model = load_model(model)
-    inits = initializer_names(model.graph)
-    names = []
-    for node in model.graph.node:
-        if node.op_type not in op_types:
-            continue
-        if node.op_type == "Add" and any(i in inits for i in node.input):
-            continue  # bias-like Add with a constant: not a residual
-        names.append(node.name)
-    return names
+    return [node.name for node in model.graph.node if node.op_type in op_types]
 
 
 def cpu_float_nodes(model, max_in_channels: int = 4) -> list:
@@ -137,7 +132,7 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     embed (``precision`` is set to ``int8``).  ``quantize_outputs``: also quantize the graph
     outputs (default: the final layers output float, see :func:`drop_output_qdq`).
     ``improve_placement``: the exact ORT CPU fusion fixes of :mod:`edgepose.quant.placement`
-    (DepthToSpace on int8; on graphs ``prepare_fp32(cpu_rewrite=True)`` marked, Relu as an
+    (one Q/DQ pair per reader of a shared DequantizeLinear, DepthToSpace on int8; on graphs ``prepare_fp32(cpu_rewrite=True)`` marked, Relu as an
     int8 lookup).
     Returns the quantized ``onnx.ModelProto``.
     """
@@ -157,6 +152,9 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
     qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
     if improve_placement:
+        from edgepose.quant.placement import dedicated_pair_per_reader
+
+        dedicated_pair_per_reader(qmodel)  # a conv sharing its input DQ with float ops: ORT fuses it
         quantize_through_data_movement(qmodel)
         if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
             relu_as_int8_lookup(qmodel)

@@ -56,6 +56,51 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
     return done
 
 
+def dedicated_pair_per_reader(model, fused_ops=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")) -> list:
+    """Give every reader of a shared activation DequantizeLinear its own QuantizeLinear ->
+    DequantizeLinear pair (same scale and zero point: the values each reader sees are
+    unchanged, so it is exact).  ``quantize_static`` hands one DQ to a quantized op *and* the
+    float ops reading the same tensor (DLA-34: the projection conv and the Concat after each
+    MaxPool, a conv and a MaxPool after a Relu).  ORT then duplicates the DQ, its QuantizeLinear
+    has two DQ readers, and ORT's int8 -> uint8 conversion of Q/DQ pairs (which needs one DQ
+    per Q) leaves that pair int8 while the conv's output pair becomes uint8: QLinearConv needs
+    one type in and out, so the conv ran in float (measured, ORT 1.32).  Only where a reader is
+    one of ``fused_ops`` and the tensor's producer is not (its own fusion needs one Q after it).
+    In place; returns the DequantizeLinear names."""
+    import onnx
+
+    graph = model.graph
+    producer, users = producers(graph), consumers(graph)
+    outputs = {o.name for o in graph.output}
+    done = []
+    for dq in list(graph.node):
+        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        readers = list(dict.fromkeys(node.name for node, _ in users.get(dq.output[0], [])))
+        if q is None or q.op_type != "QuantizeLinear" or len(readers) < 2 or dq.output[0] in outputs:
+            continue
+        src = producer.get(q.input[0])
+        by_name = {node.name: node for node, _ in users[dq.output[0]]}
+        if (src is not None and src.op_type in fused_ops) or not any(by_name[r].op_type in fused_ops for r in readers):
+            continue
+        position = list(graph.node).index(dq) + 1
+        for k, name in enumerate(readers[1:], 1):
+            pair = [onnx.NodeProto(), onnx.NodeProto()]
+            pair[0].CopyFrom(q)
+            pair[1].CopyFrom(dq)
+            pair[0].name, pair[1].name = f"{q.name}_reader{k}", f"{dq.name}_reader{k}"
+            pair[0].output[0] = pair[1].input[0] = f"{q.output[0]}_reader{k}"
+            pair[1].output[0] = f"{dq.output[0]}_reader{k}"
+            reader = by_name[name]
+            for slot, tensor in enumerate(reader.input):
+                if tensor == dq.output[0]:
+                    reader.input[slot] = pair[1].output[0]
+            graph.node.insert(position, pair[0])
+            graph.node.insert(position + 1, pair[1])
+            position += 2
+        done.append(dq.name)
+    return done
+
+
 def relu_as_int8_lookup(model) -> list:
     """Turn every ``DQ -> Relu -> Q`` (one QuantizeLinear consumer) into ``LeakyRelu(alpha=0)``.
     In place; returns the node names."""

@@ -21,6 +21,10 @@ is what the CLI prints).  INT8 (:mod:`edgepose.workflows.build_int8`):
    QLinearConv counts), with the TensorRT engines when asked -- the whole set written into a
    hidden sibling folder and swapped into place at the end, after every option and input was
    checked (:mod:`edgepose.workflows.build_checks`).
+
+A model exported with CornerPool plugin nodes (``export --plugins on``) is built from a copy
+in which each plugin node is its exact standard-op decomposition (everything above runs on
+ONNX Runtime); the file written keeps the plugin nodes (:mod:`edgepose.workflows.build_plugins`).
 """
 from __future__ import annotations
 
@@ -203,15 +207,19 @@ def _build_into(stage, out_dir, src, metas, o: BuildOptions) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgepose_build_"))
     cache = o.cache_dir or work
     try:
+        from edgepose.workflows.build_plugins import OrtCopies
+
+        ort = OrtCopies(src, outs, work)  # plugin nodes: ONNX Runtime runs their decomposition
         if o.precision == "fp16":
-            _build_fp16(src, outs, metas, report, o, cache)
+            _build_fp16(ort.src, ort.outs, metas, report, o, cache)
         else:
             from edgepose.workflows.build_int8 import build_int8
 
-            report.update(build_int8(src, outs, metas, o, work))
+            report.update(build_int8(ort.src, ort.outs, metas, o, work))
         if (o.measure or o.max_ap_drop is not None) and "ap" not in report:
-            report["ap"] = _measure_ap(src, outs, o, cache)
-        _describe_outputs(report, src, outs, metas, o, cache)
+            report["ap"] = _measure_ap(ort.src, ort.outs, o, cache)
+        ort.restore(report, o.precision)
+        _describe_outputs(report, ort, metas, o, cache)
         if o.engines is not None:
             built, note = build_engines(report, stage, **vars(o.engines))
             report["engines"] = [str(out_dir / Path(e).name) for e in built]
@@ -265,18 +273,20 @@ def _fp16_agreement(agreement) -> dict:
     return entry
 
 
-def _describe_outputs(report, src, outs, metas, o: BuildOptions, cache):
-    """Lint, fusion counts, hashes and ORT CPU latency of every written graph."""
+def _describe_outputs(report, ort, metas, o: BuildOptions, cache):
+    """Lint, hashes (of the written files), fusion counts and ORT CPU latency (of the graphs
+    ONNX Runtime runs, :class:`edgepose.workflows.build_plugins.OrtCopies`) of every output."""
     from edgepose.quant.build import describe_graph
 
     samples = None
-    for role, path in outs.items():
+    for role, path in ort.final.items():
         entry = report["models"].setdefault(role, {})
-        entry.update(describe_graph(path, o.precision, allow_float=entry.get("fp32_nodes", ())))
+        entry.update(describe_graph(path, o.precision, allow_float=entry.get("fp32_nodes", ()),
+                                    ort_path=ort.outs[role]))
         if o.benchmark:
             if samples is None:
-                samples = sample_feeds(src, metas, cache)
-            entry["ort_cpu_ms"] = latency_entry(src[role], path, o.precision, samples[role], o.threads)
+                samples = sample_feeds(ort.src, metas, cache)
+            entry["ort_cpu_ms"] = latency_entry(ort.src[role], ort.outs[role], o.precision, samples[role], o.threads)
 
 
 def _json_default(value):

@@ -66,23 +66,27 @@ def check_build_args(options) -> tuple:
     if task_spec(metas["det"].task).role != "detector":
         raise UsageError(f"{det_onnx} is a {metas['det'].task!r} model; --det must be a CenterNet or CornerNet "
                          "detector")
-    _refuse_plugin_nodes(det_onnx)
+    _refuse_plugin_nodes((det_onnx, pose_onnx))
     if task_spec(metas["pose"].task).role != "pose":
         raise UsageError(f"{pose_onnx} is a {metas['pose'].task!r} model; --pose must be a pose estimator")
     check_writable(out_dir, "--out", is_dir=True)
     return det_onnx, pose_onnx, metas
 
 
-def _refuse_plugin_nodes(det_onnx):
-    """Calibration and the agreement checks run the detector on ONNX Runtime, which has no
-    TensorRT plugin ops (CornerPool, HeatmapTopK)."""
+def _refuse_plugin_nodes(paths):
+    """The build runs every model on ONNX Runtime, which has no TensorRT plugin ops: CornerPool
+    nodes run there as their exact decomposition (:mod:`edgepose.workflows.build_plugins`);
+    a plugin without one (HeatmapTopK) is refused before anything is written."""
+    from edgepose.ops.plugin_graph import DECOMPOSABLE
     from edgepose.plugins import required_plugins
 
-    found = required_plugins(det_onnx)
-    if found:
-        raise UsageError(f"{det_onnx} has TensorRT plugin nodes ({', '.join(sorted(found))}) that ONNX Runtime "
-                         "cannot run, and `edgepose build` runs the detector there; re-export it with "
-                         "`edgepose export ... --plugins off` (the exact standard-op decomposition)")
+    for path in paths:
+        found = sorted(required_plugins(path) - set(DECOMPOSABLE))
+        if found:
+            raise UsageError(f"{path} has TensorRT plugin nodes ({', '.join(found)}) that ONNX Runtime cannot run "
+                             "and edgepose cannot replace by standard ops, and `edgepose build` runs the model there; "
+                             "re-export it with `edgepose export ... --plugins off` (the exact standard-op "
+                             "decomposition)")
 
 
 def _build_metadata(path, role):
