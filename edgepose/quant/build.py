@@ -62,15 +62,16 @@ def split_feeds(feeds: list, held_out: float):
 
 
 def calibrate(fp32_model, calib_feeds: list, cpu_rewrite: bool = False, progress: bool = False,
-              threads=None) -> CalibratedGraph:
+              threads=None, on_outputs=None) -> CalibratedGraph:
     """Prepare ``fp32_model`` (path or ModelProto: BN folding, optional CPU rewrite) and run the
-    one statistics pass on ``calib_feeds`` (a list of ``{input: array}``)."""
+    one statistics pass on ``calib_feeds`` (a list of ``{input: array}``); ``on_outputs`` gets
+    the graph outputs of every batch of that pass (:func:`~edgepose.quant.statistics.collect_statistics`)."""
     from edgepose.quant import calibration
     from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32
 
     prepared, prep_info = prepare_fp32(fp32_model, cpu_rewrite=cpu_rewrite)
     stats = calibration.collect_statistics(prepared, calibration.FeedReader(calib_feeds), progress=progress,
-                                           threads=threads)
+                                           threads=threads, on_outputs=on_outputs)
     always = cpu_float_nodes(prepared) if cpu_rewrite else []
     return CalibratedGraph(prepared, prep_info, stats, always, bool(cpu_rewrite))
 
