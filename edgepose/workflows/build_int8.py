@@ -70,6 +70,7 @@ def calibrate_models(src: dict, metas: dict, o, images, used, held, judge=None) 
     from edgepose.workflows import calibration_feeds as cf
     from edgepose.workflows.pose_calibration import NOISY_CROPS, CropsFromOutputs, crop_feeds, pose_crops, warn_if_few
 
+    clock = _Clock()
     feeds, infos = cf.det_inputs(used, src["det"], metas["det"], progress=o.progress)
     feeds, holds = {"det": feeds}, {"det": cf.det_feeds(held, src["det"], metas["det"])}
     own = opened = None
@@ -79,27 +80,47 @@ def calibrate_models(src: dict, metas: dict, o, images, used, held, judge=None) 
         detector = judge.fp32.detector if judge is not None else Detector(
             opened := _fp32_runner(src["det"], o.threads), score_threshold=o.det_threshold)
         own = CropsFromOutputs(used.images, infos, detector, metas["pose"])
+    clock.lap("det_feeds")
     try:
         graphs = {"det": _calibrate(calibrate, "det", src, feeds, o, on_outputs=own)}
     finally:
         if opened is not None:
             opened.close()
+    clock.lap("det_statistics")
     _say(o.progress, "pose-calibration crops" + (" (ground-truth boxes)" if used.boxes is not None else
                                                  " from the FP32 detector"))
     crops = pose_crops(used, src["det"], src["pose"], o.det_threshold, o.calib_size, progress=o.progress,
                        threads=o.threads, found=None if own is None else own.crops)
     warn_if_few("pose crops", len(crops.crops), o.calib_size, f"{images.source} ({crops.boxes_from})", NOISY_CROPS)
     feeds["pose"] = crop_feeds(crops.crops, src["pose"])
+    clock.lap("pose_feeds")
     holds["pose"] = _held_out_crops(src, held, o, judge) or feeds["pose"][:2]  # nobody: sensitivity uses calib crops
+    clock.lap("held_out_pose_feeds")
     graphs["pose"] = _calibrate(calibrate, "pose", src, feeds, o)
+    clock.lap("pose_statistics")
     info = {"source": images.source, "images": len(images), "sha256": images.sha256,
             "skipped": len(images.skipped), "method": o.calib_method or "auto",
             "percentile": 99.99 if o.calib_method in (None, "percentile") else None,
             "calib_size": o.calib_size, "calibration_images": len(used), "det_images": len(used),
             "held_out_images": len(held), "held_out_disjoint": len(used) + len(held) == len(images),
             "pose_crops": len(crops.crops), "pose_crops_available": crops.available,
-            "pose_crops_from": crops.boxes_from}
+            "pose_crops_from": crops.boxes_from, "seconds": clock.laps}
     return Calibration(feeds, holds, graphs, info)
+
+
+class _Clock:
+    """Wall seconds of consecutive steps (``laps``: {step: s})."""
+
+    def __init__(self):
+        import time
+
+        self._now = time.perf_counter
+        self._last, self.laps = self._now(), {}
+
+    def lap(self, step: str):
+        now = self._now()
+        self.laps[step] = round(now - self._last, 3)
+        self._last = now
 
 
 def _fp32_runner(path, threads):
@@ -120,6 +141,8 @@ def _held_out_crops(src, held, o, judge) -> list:
     from edgepose.workflows.calibration_feeds import _evenly
     from edgepose.workflows.pose_calibration import crop_feeds, crops_of_boxes, pose_crops
 
+    if not held.images:
+        return []
     if judge is None:
         try:
             return crop_feeds(pose_crops(held, src["det"], src["pose"], o.det_threshold, 512).crops, src["pose"])
@@ -150,8 +173,11 @@ def build_int8(src: dict, outs: dict, metas: dict, o, work) -> dict:
         info = {"calibration": cal.info, "models": {}}
         graphs = {}
         for role in ("det", "pose"):
+            clock = _Clock()
             graphs[role] = choose_method(role, cal.graphs[role], outs[role], cal.holds[role], judge, metas[role],
                                          {"calib_sha256": images.sha256}, o, Path(work))
+            clock.lap("quantize_and_agreement")
+            graphs[role].entry["agreement"]["seconds"] = clock.laps["quantize_and_agreement"]
             info["models"][role] = graphs[role].entry
     if o.max_ap_drop is not None:
         info["ap"] = _fit_budget(src, outs, metas, graphs, cal.holds, info, o, work)
