@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from types import SimpleNamespace
-
 import numpy as np
 
 
@@ -69,13 +67,15 @@ def _calibrate_new(images, det, pose, threshold, threads) -> tuple:
     from edgepose.workflows import calibration_feeds as F
     from edgepose.workflows.build_int8 import calibrate_models
 
-    o = SimpleNamespace(progress=False, cpu_rewrite=False, threads=threads, det_threshold=threshold,
-                        calib_size=len(images), calib_method=None)
+    from edgepose.workflows.build import BuildOptions
+
+    o = BuildOptions(progress=False, threads=threads, det_threshold=threshold, calib_size=len(images))
     none = F.CalibrationImages([], [], images.source)
     cal = calibrate_models({"det": det, "pose": pose}, {"det": read_metadata(det), "pose": read_metadata(pose)},
                            o, images, images, none)
     laps = cal.info["seconds"]
-    times = {"feeds_s": laps["det_feeds"] + laps["pose_feeds"], "det_stats_s": laps["det_statistics"],
+    times = {"feeds_s": laps["det_feeds"] + laps["pose_feeds"], "det_feeds_s": laps["det_feeds"],
+             "pose_feeds_s": laps["pose_feeds"], "det_stats_s": laps["det_statistics"],
              "pose_stats_s": laps["pose_statistics"], "crops": cal.info["pose_crops"]}
     return times, {role: g.stats for role, g in cal.graphs.items()}, {r: g.prepared for r, g in cal.graphs.items()}
 
@@ -106,6 +106,24 @@ def _calibrate_old(images, det, pose, crop_det, threshold, threads) -> tuple:
         times[f"{role}_stats_s"] = time.perf_counter() - t1
     times["crops"] = min(len(crops), len(images))
     return times, stats, prepared
+
+
+def timed_calibration(images, det, pose, threshold: float = 0.1, threads=None) -> dict:
+    """Seconds per model of what ``build --int8`` does before quantizing, with this code:
+    ``{"det": {"seconds", "samples", "per_s"}, "pose": {...}}`` (feeds, statistics pass,
+    ranges of all four methods; det samples are images, pose samples crops)."""
+    from edgepose.quant import calibration as C
+
+    times, stats, prepared = _calibrate_new(images, det, pose, threshold, threads)
+    out = {}
+    for role, samples in (("det", len(images)), ("pose", times["crops"])):
+        t0 = time.perf_counter()
+        heads = C.head_tensors(prepared[role])
+        for method in C.METHODS:
+            C.compute_ranges(stats[role], method, full_range=heads)
+        seconds = times[f"{role}_feeds_s"] + times[f"{role}_stats_s"] + time.perf_counter() - t0
+        out[role] = {"seconds": round(seconds, 3), "samples": samples, "per_s": round(samples / seconds, 2)}
+    return out
 
 
 def calibration(images, det, pose, crop_det, threshold, threads) -> dict:
