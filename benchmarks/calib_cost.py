@@ -11,9 +11,11 @@ the detector on N images and the pose model on N crops (``build --calib-size N``
 With this branch's code the pose crops come from the detector's own statistics pass
 (:func:`edgepose.workflows.build_int8.calibrate_models`); with older code (run it with the
 base commit on PYTHONPATH) the FP32 detector runs once more for them, as ``build`` did.
-``--crops-from-builtin``: a detector with random weights finds nobody or random boxes, so
-the FP32 pass times the pose model on the built-in detector's crops (trained on synthetic
-people), and the old path's crops come from there too (that extra pass is not timed).
+``--crops-from-builtin``: a detector with random weights finds nobody (its boxes fall
+outside the image), so the FP32 pass times the pose model on the built-in detector's crops
+(trained on synthetic people) and both paths calibrate the pose model on them (that extra
+pass is not timed; the random detector's own crop pass -- old code -- or crop decoding from
+its statistics pass -- this branch -- is).
 Timings, not a test; run it with ``nice -n 10`` and read ratios from one run, interleaved
 (before/after code: once per PYTHONPATH).  Prints one JSON line per repeat;
 ``cpu_ratio`` is process CPU time of calibration (all four methods' ranges) / FP32 pass,
@@ -80,6 +82,36 @@ def _calibrate_new(images, det, pose, threshold, threads) -> tuple:
     return times, {role: g.stats for role, g in cal.graphs.items()}, {r: g.prepared for r, g in cal.graphs.items()}
 
 
+def _calibrate_new_builtin_crops(images, det, pose, crop_det, threshold, threads) -> tuple:
+    """This branch, random-weights detector: the steps of ``calibrate_models`` one by one (the
+    crops are decoded from the detector's statistics pass, timed; it finds nobody, so the pose
+    model calibrates on the built-in detector's crops, that pass untimed)."""
+    from edgepose.backends.factory import load_runner
+    from edgepose.metadata import read_metadata
+    from edgepose.pipeline.detector import Detector
+    from edgepose.quant.build import calibrate
+    from edgepose.workflows import calibration_feeds as F
+    from edgepose.workflows.pose_calibration import CropsFromOutputs, crop_feeds
+
+    t0 = time.perf_counter()
+    det_feeds, infos = F.det_inputs(images, det, read_metadata(det))
+    t1 = time.perf_counter()
+    runner = load_runner(det, backend="onnxruntime", providers=["CPUExecutionProvider"], threads=threads)
+    own = CropsFromOutputs(images.images, infos, Detector(runner, score_threshold=threshold), read_metadata(pose))
+    graphs = {"det": calibrate(det, det_feeds, threads=threads, on_outputs=own)}
+    runner.close()
+    t2 = time.perf_counter()
+    crops = own.crops or F.detector_crops(images, crop_det, pose, score_threshold=threshold)[0]
+    t3 = time.perf_counter()
+    pose_feeds = crop_feeds(F._evenly(crops, len(images)), pose)
+    t4 = time.perf_counter()
+    graphs["pose"] = calibrate(pose, pose_feeds, threads=threads)
+    t5 = time.perf_counter()
+    times = {"feeds_s": (t1 - t0) + (t4 - t3), "det_feeds_s": t1 - t0, "pose_feeds_s": t4 - t3,
+             "det_stats_s": t2 - t1, "pose_stats_s": t5 - t4, "crops": min(len(crops), len(images))}
+    return times, {r: g.stats for r, g in graphs.items()}, {r: g.prepared for r, g in graphs.items()}
+
+
 def _calibrate_old(images, det, pose, crop_det, threshold, threads) -> tuple:
     """Older code: the FP32 detector runs once more for the crops (timed: ``build`` paid it)."""
     from edgepose.metadata import read_metadata
@@ -130,7 +162,9 @@ def calibration(images, det, pose, crop_det, threshold, threads) -> dict:
     from edgepose.quant import calibration as C
     from edgepose.workflows import build_int8
 
-    if hasattr(build_int8, "calibrate_models"):
+    if hasattr(build_int8, "calibrate_models") and crop_det != det:
+        times, stats, prepared = _calibrate_new_builtin_crops(images, det, pose, crop_det, threshold, threads)
+    elif hasattr(build_int8, "calibrate_models"):
         times, stats, prepared = _calibrate_new(images, det, pose, threshold, threads)
     else:
         times, stats, prepared = _calibrate_old(images, det, pose, crop_det, threshold, threads)
