@@ -304,7 +304,7 @@ def measure_calibration(args, data_dir: Path) -> dict | None:
     det, pose = (str(path) for path in resolve_models(args.det, args.pose))
     images = load_calibration_images(f"synthetic:{args.calib_images}:{args.seed}", size=args.calib_images,
                                      progress=False, cache_dir=data_dir)
-    return {"images": len(images), "source": images.source, "det": det, "pose": pose,
+    return {"images": len(images), "source": images.source, "det_model": det, "pose_model": pose,
             **timed_calibration(images, det, pose, threshold=args.ap_threshold, threads=args.threads)}
 
 
