@@ -114,9 +114,9 @@ class TensorStats:
         if self.width <= 0.0:
             self.width = (first_amax if first_amax else max(abs(lo), abs(hi))) / num_bins
         self._grow(int(np.ceil(max(abs(lo), abs(hi)) / self.width)), num_bins)
-        np.divide(values.ravel() if as_is else a, self.width, out=a)
-        idx = scratch.get("i", np.int64, a.size)
-        np.copyto(idx, a, casting="unsafe")  # truncation = floor for |x| >= 0
+        idx = scratch.get("i", np.int64, a.size)  # |x| / width in float32, truncated (= floor for |x| >= 0)
+        np.divide(values.ravel() if as_is else a, np.float32(self.width), out=idx, dtype=np.float32,
+                  casting="unsafe")
         counts = np.bincount(idx, minlength=len(self.hist))
         if len(counts) > len(self.hist):  # values exactly on the top edge go to the last bin
             counts[len(self.hist) - 1] += counts[len(self.hist):].sum()
