@@ -11,6 +11,10 @@ best is used.  When even that stays under ``min_agreement``, the most sensitive 
 kept in FP32 (:func:`edgepose.quant.sensitivity.budget_search`) until it agrees; when that is
 not allowed (``max_fp32_layers``) or not enough, the build fails with the numbers and writes
 nothing -- a collapsed model is never written with exit 0.
+
+Cost (calib/README.md "Calibration cost"): the detector's statistics pass also gives the pose
+crops (its outputs are decoded, no second FP32 detector run), the judge's FP32 run on the
+held-out images gives the held-out crops, and the report records the seconds of each step.
 """
 from __future__ import annotations
 

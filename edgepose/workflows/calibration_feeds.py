@@ -11,9 +11,11 @@ Sources (:func:`load_calibration_images`):
 
 Detector feeds come from the detector's own preprocessing (CenterNet ``ctdet_preprocess``,
 CornerNet ``cornernet_preprocess`` on a canvas of the exported size); pose feeds
-are the crops the FP32 detector really produces on the calibration images
-(:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
-:func:`edgepose.pipeline.preprocess.crop_people`), not ground-truth boxes.  The feeds go to
+are the crops of the people the FP32 detector finds on the calibration images, not
+ground-truth boxes: decoded from the detector's own statistics pass
+(:class:`edgepose.workflows.pose_calibration.CropsFromOutputs`), or with
+:func:`detector_crops` (:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
+:func:`edgepose.pipeline.preprocess.crop_people`) where there is no such pass.  The feeds go to
 the pure ONNX -> ONNX library :mod:`edgepose.quant` as lists of ``{input: array}``.
 """
 from __future__ import annotations
