@@ -289,6 +289,25 @@ def measure_row(row, inputs, args) -> dict:
     return out
 
 
+def measure_calibration(args, data_dir: Path) -> dict | None:
+    """One timed calibration of the FP32 pair (``--det``/``--pose``, default the built-in models)
+    on ``--calib-images`` synthetic images: what ``build --int8`` does before quantizing
+    (feeds, one statistics pass per model, the crops from the detector's pass, the ranges of
+    all four methods), per model.  None with ``--calib-images 0``."""
+    if not args.calib_images:
+        return None
+    from calib_cost import timed_calibration
+
+    from edgepose.models.defaults import resolve_models
+    from edgepose.workflows.calibration_feeds import load_calibration_images
+
+    det, pose = (str(path) for path in resolve_models(args.det, args.pose))
+    images = load_calibration_images(f"synthetic:{args.calib_images}:{args.seed}", size=args.calib_images,
+                                     progress=False, cache_dir=data_dir)
+    return {"images": len(images), "source": images.source, "det_model": det, "pose_model": pose,
+            **timed_calibration(images, det, pose, threshold=args.ap_threshold, threads=args.threads)}
+
+
 def _share_serial_ap(measured):
     """An overlap row gives the serial row's results exactly (tests/pipeline/test_stages.py), so it
     carries that row's AP, saying where it comes from, instead of measuring it twice."""
@@ -316,12 +335,25 @@ def _row_cells(r, persons):
     ap = r.get("ap", {})
     cells += [_fmt(100 * ap["bbox_AP"]) if "bbox_AP" in ap else "-",
               _fmt(100 * ap["keypoints_AP"]) if "keypoints_AP" in ap else "-"]
+    calib = r.get("calibration")
+    cells += ["/".join(_fmt(calib[m]["seconds"]) for m in ("det", "pose")) if calib else "-",
+              "/".join(_fmt(calib[m]["per_s"]) for m in ("det", "pose")) if calib else "-"]
     return cells
 
 
 def _headers(persons):
     return (["row", "FPS", "overhead %"] + [f"{s} ms p50/p90/p99" for s in STAGE_COLS]
-            + [f"pose ms @{k}p" for k in persons] + ["box AP", "kp AP"])
+            + [f"pose ms @{k}p" for k in persons] + ["box AP", "kp AP", "calib s det/pose", "calib img/s det/pose"])
+
+
+def _calibration_note(report) -> str | None:
+    calib = report.get("calibration")
+    if not calib:
+        return None
+    return (f"calib: INT8 calibration of the FP32 pair on {calib['images']} {calib['source']} images (feeds, "
+            f"statistics, all four methods' ranges): det {calib['det']['seconds']:.1f} s "
+            f"({calib['det']['per_s']:.1f} images/s), pose {calib['pose']['seconds']:.1f} s on "
+            f"{calib['pose']['samples']} crops ({calib['pose']['per_s']:.1f} crops/s); shown on the INT8 rows")
 
 
 def format_table(report) -> str:
@@ -338,6 +370,9 @@ def format_table(report) -> str:
             lines.append(f"{r['name']}: failed: {r['error']}")
     for s in report["skipped"]:
         lines.append(f"{s['name']}: skipped: {s['reason']}")
+    note = _calibration_note(report)
+    if note:
+        lines.append(note)
     m = report["machine"]
     val = report["config"]["val"]
     lines.append(f"machine: {m['cpu']} ({m['usable_cpus']} usable CPUs); AP: {val['kind']} "
@@ -387,6 +422,9 @@ def format_markdown(report) -> str:
         vals = [ap.get(k) for k in ("bbox_AP", "bbox_AP50", "bbox_AP75", "bbox_APm", "bbox_APl", "keypoints_AP",
                                      "keypoints_AP50", "keypoints_AP75", "keypoints_APm", "keypoints_APl")]
         out.append(f"| {r['name']} | " + " | ".join(_fmt(100 * v) if v is not None and v >= 0 else "-" for v in vals) + " |")
+    note = _calibration_note(report)
+    if note:
+        out += ["", note.replace("calib: ", "Calibration: ", 1)]
     notes = [f"- {r['name']}: failed: {r['error']}" for r in report["rows"] if "error" in r]
     notes += [f"- {s['name']}: skipped: {s['reason']}" for s in report["skipped"]]
     if notes:
@@ -460,6 +498,9 @@ def parse_args(argv=None):
     ap.add_argument("--ap-threshold", type=float, default=0.1, help="detector threshold for the AP run")
     ap.add_argument("--max-persons", type=int, default=20)
     ap.add_argument("--no-overlap", action="store_true", help="no overlapped-stage twin of each row")
+    ap.add_argument("--calib-images", type=int, default=None,
+                    help="synthetic images for one timed INT8 calibration of the FP32 pair (default 32; "
+                         "--quick 8; 0: skip)")
     ap.add_argument("--quick", action="store_true", help="few images and frames: under 3 minutes on 2 cores")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
@@ -468,6 +509,9 @@ def parse_args(argv=None):
     args.val_images = args.val_images or (40 if args.quick else 500)
     args.frames = args.frames or (10 if args.quick else 60)
     args.warmup = args.warmup if args.warmup is not None else (2 if args.quick else 5)
+    args.calib_images = args.calib_images if args.calib_images is not None else (8 if args.quick else 32)
+    if args.calib_images < 0:
+        ap.error("--calib-images must be >= 0")
     try:
         args.persons = tuple(int(v) for v in args.persons.split(",") if v.strip())
         args.size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -504,6 +548,14 @@ def run(args) -> dict:
         except Exception as exc:  # noqa: BLE001 - report the row as failed, keep the others
             measured.append({**row, "error": f"{type(exc).__name__}: {exc}"})
     _share_serial_ap(measured)
+    calibration = None
+    try:
+        calibration = measure_calibration(args, out / "data")
+    except Exception as exc:  # noqa: BLE001 - the latency rows stand without it
+        skipped.append({"name": "calibration", "reason": f"{type(exc).__name__}: {exc}"})
+    for r in measured:
+        if calibration and r.get("precision") == "int8" and "error" not in r:
+            r["calibration"] = {m: calibration[m] for m in ("det", "pose")}
     report = {
         "machine": machine,
         "config": {"quick": args.quick, "frames": args.frames, "warmup": args.warmup, "persons": list(args.persons),
@@ -511,6 +563,7 @@ def run(args) -> dict:
                    "val": {k: v for k, v in inputs["val"].items()}, "score_threshold": args.score_threshold,
                    "ap_threshold": args.ap_threshold, "threads": args.threads},
         "rows": measured,
+        "calibration": calibration,
         "skipped": skipped,
         "wall_s": round(time.perf_counter() - t0, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -36,6 +36,7 @@ class CalibratedGraph:
     stats: dict  # {tensor: TensorStats}
     always: list  # nodes kept in FP32 in every variant (CPU stem convs with cpu_rewrite)
     cpu_rewrite: bool = False
+    references: dict = field(default_factory=dict)  # FP32 outputs on held-out feeds, computed once per feed set
 
 
 @dataclass
@@ -62,15 +63,16 @@ def split_feeds(feeds: list, held_out: float):
 
 
 def calibrate(fp32_model, calib_feeds: list, cpu_rewrite: bool = False, progress: bool = False,
-              threads=None) -> CalibratedGraph:
+              threads=None, on_outputs=None) -> CalibratedGraph:
     """Prepare ``fp32_model`` (path or ModelProto: BN folding, optional CPU rewrite) and run the
-    one statistics pass on ``calib_feeds`` (a list of ``{input: array}``)."""
+    one statistics pass on ``calib_feeds`` (a list of ``{input: array}``); ``on_outputs`` gets
+    the graph outputs of every batch of that pass (:func:`~edgepose.quant.statistics.collect_statistics`)."""
     from edgepose.quant import calibration
     from edgepose.quant.int8 import cpu_float_nodes, prepare_fp32
 
     prepared, prep_info = prepare_fp32(fp32_model, cpu_rewrite=cpu_rewrite)
     stats = calibration.collect_statistics(prepared, calibration.FeedReader(calib_feeds), progress=progress,
-                                           threads=threads)
+                                           threads=threads, on_outputs=on_outputs)
     always = cpu_float_nodes(prepared) if cpu_rewrite else []
     return CalibratedGraph(prepared, prep_info, stats, always, bool(cpu_rewrite))
 
@@ -95,7 +97,11 @@ def quantize_method(graph: CalibratedGraph, method: str, out_path, hold_feeds=()
     summary = calibration.summarize_ranges(ranges, graph.stats, quantized=quantized_tensors(qmodel))
     entry = {"prepare": graph.prepare_info, "ranges": summary,
              "quantized_nodes": len(quantizable_nodes(prepared)), "fp32_nodes": always}
-    entry["cosine_vs_fp32_heldout"] = output_cosines(prepared, qmodel, list(hold_feeds)[:4])
+    hold = list(hold_feeds)[:4]
+    key = tuple(map(id, hold))  # every method is scored on the same feeds: FP32 runs once
+    if hold and key not in graph.references:
+        graph.references[key] = _outputs(prepared, hold)
+    entry["cosine_vs_fp32_heldout"] = output_cosines(prepared, qmodel, hold, reference=graph.references.get(key))
     return QuantizedGraph(prepared, graph.stats, ranges, method, always, extra, entry)
 
 
@@ -129,9 +135,12 @@ def describe_graph(path, precision: str, allow_float=(), ort_path=None) -> dict:
     return entry
 
 
-def _runs(model_a, model_b, feeds):
-    return compare_runs(run_feeds(create_session(model_a, threads=1, disable_cse=True), feeds),
-                        run_feeds(create_session(model_b, threads=1, disable_cse=True), feeds))
+def _outputs(model, feeds) -> list:
+    return run_feeds(create_session(model, threads=1, disable_cse=True), feeds)
+
+
+def _runs(model_a, model_b, feeds, reference=None):
+    return compare_runs(reference if reference is not None else _outputs(model_a, feeds), _outputs(model_b, feeds))
 
 
 def max_rel_err(model_a, model_b, feeds) -> dict:
@@ -139,8 +148,9 @@ def max_rel_err(model_a, model_b, feeds) -> dict:
     return {row.name: row.max_rel for row in _runs(model_a, model_b, feeds)}
 
 
-def output_cosines(fp32_model, q_model, feeds) -> dict:
-    """Per output, the cosine of the FP32 and the quantized outputs over ``feeds`` together."""
+def output_cosines(fp32_model, q_model, feeds, reference=None) -> dict:
+    """Per output, the cosine of the FP32 and the quantized outputs over ``feeds`` together
+    (``reference``: the FP32 outputs on ``feeds`` when already computed)."""
     if not feeds:
         return {}
-    return {row.name: round(row.cosine, 6) for row in _runs(fp32_model, q_model, feeds)}
+    return {row.name: round(row.cosine, 6) for row in _runs(fp32_model, q_model, feeds, reference)}

@@ -78,19 +78,31 @@ def _amax_mse(st, qmax: int = 127, num_candidates: int = 256, chunk: int = 64) -
     hist = st.hist.astype(np.float64)
     if st.width == 0 or hist.sum() == 0:
         return st.absmax
-    last = int(np.nonzero(hist)[0][-1]) + 1
-    hist = hist[:last]
-    centers = (np.arange(last) + 0.5) * st.width
+    filled = np.nonzero(hist)[0]  # empty bins add exactly 0 to every candidate's error: left out
+    last = int(filled[-1]) + 1
+    hist = hist[filled]
+    centers = (filled + 0.5) * st.width
     top = min(st.absmax, last * st.width)
     cands = np.linspace(top / num_candidates, top, num_candidates)
     errs = np.empty(len(cands))
-    for start in range(0, len(cands), chunk):  # bounded memory: chunk x bins at a time
+    below = np.searchsorted(centers, cands, side="right")  # bins with centre <= candidate
+    buf = np.empty((min(chunk, len(cands)), len(centers)))
+    for start in range(0, len(cands), chunk):  # bounded memory: chunk x bins at a time, in place
         t = cands[start:start + chunk, None]
         scale = t / qmax
-        q = np.clip(np.round(centers / scale), -qmax, qmax) * scale
+        err = buf[:len(t)]
+        np.divide(centers, scale, out=err)  # q = clip(round(c / scale)) * scale; err = (q - c)^2
+        np.round(err, out=err)
+        np.clip(err, -qmax, qmax, out=err)
+        err *= scale
+        err -= centers
+        np.square(err, out=err)
         # bin centres alone under-count rounding noise when bins are coarser than a step
-        noise = np.minimum(st.width, scale) ** 2 / 12.0
-        errs[start:start + chunk] = np.sum(hist * ((q - centers) ** 2 + np.where(centers <= t, noise, 0.0)), axis=1)
+        noise = np.minimum(st.width, scale[:, 0]) ** 2 / 12.0
+        for row, (k, extra) in enumerate(zip(below[start:start + chunk], noise)):
+            err[row, :k] += extra
+        err *= hist
+        errs[start:start + chunk] = err.sum(axis=1)
     return float(cands[int(np.argmin(errs))])
 
 

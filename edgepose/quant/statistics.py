@@ -114,9 +114,9 @@ class TensorStats:
         if self.width <= 0.0:
             self.width = (first_amax if first_amax else max(abs(lo), abs(hi))) / num_bins
         self._grow(int(np.ceil(max(abs(lo), abs(hi)) / self.width)), num_bins)
-        np.divide(values.ravel() if as_is else a, self.width, out=a)
-        idx = scratch.get("i", np.int64, a.size)
-        np.copyto(idx, a, casting="unsafe")  # truncation = floor for |x| >= 0
+        idx = scratch.get("i", np.int64, a.size)  # |x| / width in float32, truncated (= floor for |x| >= 0)
+        np.divide(values.ravel() if as_is else a, np.float32(self.width), out=idx, dtype=np.float32,
+                  casting="unsafe")
         counts = np.bincount(idx, minlength=len(self.hist))
         if len(counts) > len(self.hist):  # values exactly on the top edge go to the last bin
             counts[len(self.hist) - 1] += counts[len(self.hist):].sum()
@@ -241,13 +241,15 @@ def _concat(part: list) -> dict:
 
 
 def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progress: bool = True,
-                       threads=None, batch_size: int = 16) -> dict:
+                       threads=None, batch_size: int = 16, on_outputs=None) -> dict:
     """Run ``model`` (ModelProto or path) on every feed of ``reader`` (a FeedReader, an
     ORT CalibrationDataReader or a list of feeds) and return ``{tensor: TensorStats}`` for
     every float activation (or just ``tensors``).  Feeds are run in batches of up to
     ``batch_size`` samples (fewer when one batch's activations would pass ~1 GiB) when the
     batch dim is dynamic or the graph is per-sample (:func:`batch_agnostic`); results do
-    not depend on the batching (see the module docstring)."""
+    not depend on the batching (see the module docstring).  ``on_outputs``: called with
+    ``{graph output: array}`` of every batch, in feed order (the model's own results, e.g. a
+    detector's heads, so the caller need not run the model again for them)."""
     model = load_model(model)
     names = list(tensors) if tensors is not None else _float_activations(model)
     fixed = _batch_dim(model)
@@ -256,23 +258,28 @@ def collect_statistics(model, reader, tensors=None, num_bins: int = 2048, progre
                              error=CalibrationError, what="the model to calibrate (with every activation as an output)")
     out_names = [o.name for o in session.get_outputs()]
     wanted = set(names)
+    own = [o.name for o in model.graph.output] if on_outputs is not None else []
     feeds = list(reader) if not hasattr(reader, "get_next") else _drain(reader)
     if not feeds:
         raise CalibrationError(NO_FEEDS)
     stats: dict = {}
     scratch = Scratch()
-    first = _update(stats, session, out_names, feeds[0], wanted, num_bins, scratch)
+    first = _update(stats, session, out_names, feeds[0], wanted, num_bins, scratch, own, on_outputs)
     batch = max(1, min(int(batch_size), ACTIVATION_BYTES // max(1, first))) if dynamic else 1
     remaining = sum(len(next(iter(f.values()))) for f in feeds[1:])
     for feed in bar(_regroup(feeds[1:], batch), total=-(-remaining // batch), enabled=progress, unit="batch",
                     desc=f"calibrating (batches of {batch})"):  # lazy: the batches are not all held at once
-        _update(stats, session, out_names, feed, wanted, num_bins, scratch)
+        _update(stats, session, out_names, feed, wanted, num_bins, scratch, own, on_outputs)
     return stats
 
 
-def _update(stats, session, out_names, feed, wanted, num_bins, scratch) -> int:
-    """Run one feed, add its activations; returns the activation bytes per sample."""
+def _update(stats, session, out_names, feed, wanted, num_bins, scratch, own=(), on_outputs=None) -> int:
+    """Run one feed, add its activations (and hand the graph's own outputs ``own`` to
+    ``on_outputs``); returns the activation bytes per sample."""
     values = session.run(out_names, feed)
+    if on_outputs is not None:
+        by_name = dict(zip(out_names, values))
+        on_outputs({name: by_name[name] for name in own})
     total, samples = 0, max(1, len(next(iter(feed.values()))))
     for name, value in zip(out_names, values):
         if name not in wanted or not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.size == 0:

@@ -42,14 +42,18 @@ class Agreement:
         return f"{ROLE_METRIC[self.role]} AP {self.ap:.3f}{extra}"
 
 
+def _runner_kw(threads) -> dict:
+    kw = {"providers": ["CPUExecutionProvider"], "disable_cse": True}
+    if threads:
+        kw["threads"] = threads
+    return kw
+
+
 def pipeline_records(det, pose, images: list, score_threshold: float, threads=None) -> list:
     """COCO keypoint results of the ORT CPU pipeline on ``images`` (image ids 1..N)."""
     from edgepose.pipeline.pipeline import Pipeline
 
-    runner_kw = {"providers": ["CPUExecutionProvider"], "disable_cse": True}
-    if threads:
-        runner_kw["threads"] = threads
-    pipe = Pipeline.from_files(str(det), str(pose), backend="onnxruntime", runner_kw=runner_kw,
+    pipe = Pipeline.from_files(str(det), str(pose), backend="onnxruntime", runner_kw=_runner_kw(threads),
                                score_threshold=score_threshold)
     try:
         records = []
@@ -75,20 +79,63 @@ def reference_doc(records: list, images: list) -> dict:
 
 
 class AgreementJudge:
-    """Scores candidate graphs of one role against FP32 on ``images`` (held-out)."""
+    """Scores candidate graphs of one role against FP32 on ``images`` (held-out).
+
+    The FP32 pipeline runs once: its records are the reference, its detections
+    (:attr:`detections`, one :class:`~edgepose.pipeline.detector.Detections` per image) are
+    reused for every pose candidate (FP32 detector in both runs, so only the pose model runs
+    again) and its FP32 pose stage for every detector candidate.  The records equal
+    :func:`pipeline_records` of the candidate pair.  Close it (or use ``with``) to free the
+    FP32 sessions."""
 
     def __init__(self, src: dict, images: list, score_threshold: float, threads=None):
+        from edgepose.pipeline.pipeline import Pipeline
+
         self.src, self.images, self.threshold, self.threads = src, images, score_threshold, threads
-        self.records = pipeline_records(src["det"], src["pose"], images, score_threshold, threads)
+        self.fp32 = Pipeline.from_files(str(src["det"]), str(src["pose"]), backend="onnxruntime",
+                                        runner_kw=_runner_kw(threads), score_threshold=score_threshold)
+        self.detections = [self.fp32.detector(image) for image in images]
+        self.records = self._records(self.fp32, self.detections)
         self.doc = reference_doc(self.records, images)
+
+    def _records(self, pipe, detections=None) -> list:
+        records = []
+        for i, image in enumerate(self.images):
+            found = detections[i] if detections is not None else pipe.detector(image)
+            records.extend(pipe.finish(image, found).to_coco(i + 1))
+        return records
+
+    def candidate_records(self, role: str, candidate) -> list:
+        """The records of the pipeline with ``candidate`` as the ``role`` model, FP32 for the other."""
+        from edgepose.backends.factory import load_runner
+        from edgepose.pipeline.detector import Detector
+        from edgepose.pipeline.pipeline import Pipeline
+        from edgepose.pipeline.pose_estimator import PoseEstimator
+
+        runner = load_runner(str(candidate), backend="onnxruntime", **_runner_kw(self.threads))
+        try:
+            if role == "det":
+                stage = Detector(runner, score_threshold=self.threshold, max_persons=self.fp32.max_persons)
+                return self._records(Pipeline(stage, self.fp32.pose_estimator))
+            return self._records(Pipeline(self.fp32.detector, PoseEstimator(runner)), self.detections)
+        finally:
+            runner.close()
 
     def __call__(self, role: str, candidate) -> Agreement:
         from edgepose.eval.coco import evaluate
 
-        paths = {**self.src, role: candidate}
-        records = pipeline_records(paths["det"], paths["pose"], self.images, self.threshold, self.threads)
+        records = self.candidate_records(role, candidate)
         if not self.records:
             return Agreement(role, None, 0, len(records))
         metric = ROLE_METRIC[role]
         ap = evaluate(self.doc, records, iou_types=(metric,))[f"{metric}_AP"]
         return Agreement(role, max(0.0, float(ap)), len(self.records), len(records))
+
+    def close(self):
+        self.fp32.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -11,11 +11,16 @@ best is used.  When even that stays under ``min_agreement``, the most sensitive 
 kept in FP32 (:func:`edgepose.quant.sensitivity.budget_search`) until it agrees; when that is
 not allowed (``max_fp32_layers``) or not enough, the build fails with the numbers and writes
 nothing -- a collapsed model is never written with exit 0.
+
+Cost (calib/README.md "Calibration cost"): the detector's statistics pass also gives the pose
+crops (its outputs are decoded, no second FP32 detector run), the judge's FP32 run on the
+held-out images gives the held-out crops, and the report records the seconds of each step.
 """
 from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgepose.errors import CalibrationError, QuantizationError
@@ -29,13 +34,11 @@ def _say(progress, text):
     say(text, enabled=progress, prefix="build")
 
 
-def read_feeds(src: dict, metas: dict, o, work) -> tuple:
-    """``(calibration images, held-out images, {role: feeds}, {role: held-out feeds}, report
-    entry)``.  ``o.calib_size`` images calibrate the detector and ``o.calib_size`` crops the
-    pose model (fewer, with a warning, when the set has fewer); the held-out images (about
-    ``o.held_out`` of that many again) are read on top and never calibrate."""
+def read_images(o, work) -> tuple:
+    """``(all images, calibration part, held-out part)``: ``o.calib_size`` images calibrate and
+    about ``o.held_out`` of that many again are held out (never calibrate)."""
     from edgepose.workflows import calibration_feeds as cf
-    from edgepose.workflows.pose_calibration import NOISY_CROPS, crop_feeds, pose_crops, warn_if_few
+    from edgepose.workflows.pose_calibration import warn_if_few
 
     calib = o.calib or "synthetic"
     asked_hold = max(1, int(round(o.calib_size * o.held_out)))
@@ -48,50 +51,140 @@ def read_feeds(src: dict, metas: dict, o, work) -> tuple:
         used, held = images.split(o.held_out)
     warn_if_few("detector calibration images", len(used), o.calib_size, images.source,
                 note=f" (of {len(images)}, after holding {len(held)} out to measure agreement)")
-    feeds = {"det": cf.det_feeds(used, src["det"], metas["det"], progress=o.progress)}
-    holds = {"det": cf.det_feeds(held, src["det"], metas["det"])}
+    return images, used, held
+
+
+@dataclass
+class Calibration:
+    """Feeds, held-out feeds and the calibrated graphs (one statistics pass each) of both roles."""
+
+    feeds: dict
+    holds: dict
+    graphs: dict  # {role: CalibratedGraph}
+    info: dict  # the report's "calibration" entry
+
+
+def calibrate_models(src: dict, metas: dict, o, images, used, held, judge=None) -> Calibration:
+    """Detector feeds, the detector's statistics pass (whose own outputs give the pose crops:
+    :class:`~edgepose.workflows.pose_calibration.CropsFromOutputs`; CornerNet and COCO
+    ground-truth boxes keep their own crop paths), the pose feeds and the pose statistics pass.
+    ``judge``: the :class:`~edgepose.workflows.agreement.AgreementJudge` on ``held``, whose
+    FP32 detections give the held-out crops (else the FP32 detector runs on ``held``)."""
+    from edgepose.quant.build import calibrate
+    from edgepose.workflows import calibration_feeds as cf
+    from edgepose.workflows.pose_calibration import NOISY_CROPS, CropsFromOutputs, crop_feeds, pose_crops, warn_if_few
+
+    clock = _Clock()
+    feeds, infos = cf.det_inputs(used, src["det"], metas["det"], progress=o.progress)
+    feeds, holds = {"det": feeds}, {"det": cf.det_feeds(held, src["det"], metas["det"])}
+    own = opened = None
+    if used.boxes is None and metas["det"].task != "cornernet":
+        from edgepose.pipeline.detector import Detector
+
+        detector = judge.fp32.detector if judge is not None else Detector(
+            opened := _fp32_runner(src["det"], o.threads), score_threshold=o.det_threshold)
+        own = CropsFromOutputs(used.images, infos, detector, metas["pose"])
+    clock.lap("det_feeds")
+    try:
+        graphs = {"det": _calibrate(calibrate, "det", src, feeds, o, on_outputs=own)}
+    finally:
+        if opened is not None:
+            opened.close()
+    clock.lap("det_statistics")
     _say(o.progress, "pose-calibration crops" + (" (ground-truth boxes)" if used.boxes is not None else
                                                  " from the FP32 detector"))
     crops = pose_crops(used, src["det"], src["pose"], o.det_threshold, o.calib_size, progress=o.progress,
-                       threads=o.threads)
+                       threads=o.threads, found=None if own is None else own.crops)
     warn_if_few("pose crops", len(crops.crops), o.calib_size, f"{images.source} ({crops.boxes_from})", NOISY_CROPS)
     feeds["pose"] = crop_feeds(crops.crops, src["pose"])
-    try:
-        holds["pose"] = crop_feeds(pose_crops(held, src["det"], src["pose"], o.det_threshold, 512).crops,
-                                   src["pose"])
-    except CalibrationError:  # nobody on the held-out images: sensitivity uses calibration crops
-        holds["pose"] = feeds["pose"][:2]
+    clock.lap("pose_feeds")
+    holds["pose"] = _held_out_crops(src, held, o, judge) or feeds["pose"][:2]  # nobody: sensitivity uses calib crops
+    clock.lap("held_out_pose_feeds")
+    graphs["pose"] = _calibrate(calibrate, "pose", src, feeds, o)
+    clock.lap("pose_statistics")
     info = {"source": images.source, "images": len(images), "sha256": images.sha256,
             "skipped": len(images.skipped), "method": o.calib_method or "auto",
             "percentile": 99.99 if o.calib_method in (None, "percentile") else None,
             "calib_size": o.calib_size, "calibration_images": len(used), "det_images": len(used),
             "held_out_images": len(held), "held_out_disjoint": len(used) + len(held) == len(images),
             "pose_crops": len(crops.crops), "pose_crops_available": crops.available,
-            "pose_crops_from": crops.boxes_from}
-    return images, held, feeds, holds, info
+            "pose_crops_from": crops.boxes_from, "seconds": clock.laps}
+    return Calibration(feeds, holds, graphs, info)
+
+
+class _Clock:
+    """Wall seconds of consecutive steps (``laps``: {step: s})."""
+
+    def __init__(self):
+        import time
+
+        self._now = time.perf_counter
+        self._last, self.laps = self._now(), {}
+
+    def lap(self, step: str):
+        now = self._now()
+        self.laps[step] = round(now - self._last, 3)
+        self._last = now
+
+
+def _fp32_runner(path, threads):
+    from edgepose.backends.factory import load_runner
+
+    return load_runner(str(path), backend="onnxruntime", providers=["CPUExecutionProvider"], threads=threads)
+
+
+def _calibrate(calibrate, role, src, feeds, o, on_outputs=None):
+    _say(o.progress, f"calibrating {role} ({len(feeds[role])} feeds)")
+    return calibrate(src[role], feeds[role], cpu_rewrite=o.cpu_rewrite, progress=o.progress, threads=o.threads,
+                     on_outputs=on_outputs)
+
+
+def _held_out_crops(src, held, o, judge) -> list:
+    """Pose feeds of the people the FP32 detector finds on the held-out images (the judge's
+    detections when there is a judge); [] when there are none."""
+    from edgepose.workflows.calibration_feeds import _evenly
+    from edgepose.workflows.pose_calibration import crop_feeds, crops_of_boxes, pose_crops
+
+    if not held.images:
+        return []
+    if judge is None:
+        try:
+            return crop_feeds(pose_crops(held, src["det"], src["pose"], o.det_threshold, 512).crops, src["pose"])
+        except CalibrationError:
+            return []
+    crops = [c for image, found in zip(held.images, judge.detections)
+             for c in crops_of_boxes(image, found.boxes, judge.fp32.pose_meta)]
+    return crop_feeds(_evenly(crops, 512), src["pose"]) if crops else []
+
+
+def read_feeds(src: dict, metas: dict, o, work) -> tuple:
+    """``(calibration images, held-out images, {role: feeds}, {role: held-out feeds}, report
+    entry)`` of :func:`read_images` + :func:`calibrate_models` (without a judge)."""
+    images, used, held = read_images(o, work)
+    cal = calibrate_models(src, metas, o, images, used, held)
+    return images, held, cal.feeds, cal.holds, cal.info
 
 
 def build_int8(src: dict, outs: dict, metas: dict, o, work) -> dict:
     """Quantize both models into ``outs``; returns the report entries (calibration, models and,
     with a budget, ap)."""
-    from edgepose.quant.build import calibrate
     from edgepose.workflows.agreement import AgreementJudge
 
-    images, held, feeds, holds, calib_info = read_feeds(src, metas, o, work)
-    info = {"calibration": calib_info, "models": {}}
+    images, used, held = read_images(o, work)
     _say(o.progress, f"FP32 reference on {len(held)} held-out images")
-    judge = AgreementJudge(src, held.images, o.det_threshold, o.threads)
-    graphs = {}
-    for role in ("det", "pose"):
-        _say(o.progress, f"calibrating {role} ({len(feeds[role])} feeds)")
-        calibrated = calibrate(src[role], feeds[role], cpu_rewrite=o.cpu_rewrite, progress=o.progress,
-                               threads=o.threads)
-        extra = {"calib_sha256": images.sha256}
-        graphs[role] = choose_method(role, calibrated, outs[role], holds[role], judge, metas[role], extra, o,
-                                     Path(work))
-        info["models"][role] = graphs[role].entry
+    with AgreementJudge(src, held.images, o.det_threshold, o.threads) as judge:
+        cal = calibrate_models(src, metas, o, images, used, held, judge)
+        info = {"calibration": cal.info, "models": {}}
+        graphs = {}
+        for role in ("det", "pose"):
+            clock = _Clock()
+            graphs[role] = choose_method(role, cal.graphs[role], outs[role], cal.holds[role], judge, metas[role],
+                                         {"calib_sha256": images.sha256}, o, Path(work))
+            clock.lap("quantize_and_agreement")
+            graphs[role].entry["agreement"]["seconds"] = clock.laps["quantize_and_agreement"]
+            info["models"][role] = graphs[role].entry
     if o.max_ap_drop is not None:
-        info["ap"] = _fit_budget(src, outs, metas, graphs, holds, info, o, work)
+        info["ap"] = _fit_budget(src, outs, metas, graphs, cal.holds, info, o, work)
     return info
 
 

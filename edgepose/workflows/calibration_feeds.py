@@ -11,9 +11,11 @@ Sources (:func:`load_calibration_images`):
 
 Detector feeds come from the detector's own preprocessing (CenterNet ``ctdet_preprocess``,
 CornerNet ``cornernet_preprocess`` on a canvas of the exported size); pose feeds
-are the crops the FP32 detector really produces on the calibration images
-(:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
-:func:`edgepose.pipeline.preprocess.crop_people`), not ground-truth boxes.  The feeds go to
+are the crops of the people the FP32 detector finds on the calibration images, not
+ground-truth boxes: decoded from the detector's own statistics pass
+(:class:`edgepose.workflows.pose_calibration.CropsFromOutputs`), or with
+:func:`detector_crops` (:meth:`edgepose.pipeline.pipeline.Pipeline.detect` then
+:func:`edgepose.pipeline.preprocess.crop_people`) where there is no such pass.  The feeds go to
 the pure ONNX -> ONNX library :mod:`edgepose.quant` as lists of ``{input: array}``.
 """
 from __future__ import annotations
@@ -263,25 +265,32 @@ def _input_of(onnx_path):
 
 
 def _det_input(image, meta):
-    """The detector's own preprocessing of one image: CenterNet ``ctdet_preprocess``, or
-    CornerNet's zero canvas of ``meta.input_size`` (one size for every feed; the image
-    shrunk to fit it when larger)."""
+    """The detector's own preprocessing of one image, ``(tensor [1,3,H,W], geometry info)``:
+    CenterNet ``ctdet_preprocess``, or CornerNet's zero canvas of ``meta.input_size`` (one
+    size for every feed; the image shrunk to fit it when larger)."""
     from edgepose.pipeline.preprocess import cornernet_preprocess, ctdet_preprocess
 
     if meta.task != "cornernet":
-        return ctdet_preprocess(image, meta)[0]
+        return ctdet_preprocess(image, meta)
     (h, w), (ih, iw) = meta.input_size, image.shape[:2]
-    return cornernet_preprocess(image, meta, test_scale=min(1.0, h / ih, w / iw), canvas=(h, w))[0]
+    return cornernet_preprocess(image, meta, test_scale=min(1.0, h / ih, w / iw), canvas=(h, w))
 
 
-def det_feeds(images: CalibrationImages, det_onnx, meta=None, progress: bool = False) -> list:
-    """Detector feeds: the detector's own preprocessing (:func:`_det_input`) of every image."""
+def det_inputs(images: CalibrationImages, det_onnx, meta=None, progress: bool = False) -> tuple:
+    """``(detector feeds, per-image geometry info)``: the detector's own preprocessing
+    (:func:`_det_input`) of every image; the infos map the detector's outputs on those feeds
+    back to image pixels (:func:`edgepose.workflows.pose_calibration.crops_from_outputs`)."""
     from edgepose.metadata import read_metadata
 
     meta = meta or read_metadata(det_onnx)
     name, batch = _input_of(det_onnx)
-    tensors = [_det_input(img, meta) for img in _progress(images.images, len(images), "detector feeds", progress)]
-    return _batched(tensors, name, batch)
+    pairs = [_det_input(img, meta) for img in _progress(images.images, len(images), "detector feeds", progress)]
+    return _batched([t for t, _ in pairs], name, batch), [info for _, info in pairs]
+
+
+def det_feeds(images: CalibrationImages, det_onnx, meta=None, progress: bool = False) -> list:
+    """Detector feeds: the detector's own preprocessing (:func:`_det_input`) of every image."""
+    return det_inputs(images, det_onnx, meta, progress)[0]
 
 
 def detector_crops(images: CalibrationImages, det_onnx, pose_onnx, score_threshold: float = 0.3,
@@ -289,7 +298,7 @@ def detector_crops(images: CalibrationImages, det_onnx, pose_onnx, score_thresho
     """Run the FP32 detector on the images and crop the people it finds, exactly as the
     pipeline will.  Returns ``(list of [1,3,h,w] crops, number of boxes per image)``."""
     from edgepose.pipeline.pipeline import Pipeline
-    from edgepose.pipeline.preprocess import crop_people
+    from edgepose.workflows.pose_calibration import crops_of_boxes
 
     pipe = Pipeline.from_files(str(det_onnx), str(pose_onnx), backend="onnxruntime",
                                runner_kw={"providers": ["CPUExecutionProvider"], "threads": threads},
@@ -297,12 +306,9 @@ def detector_crops(images: CalibrationImages, det_onnx, pose_onnx, score_thresho
     crops, counts = [], []
     try:
         for image in _progress(images.images, len(images), "detector crops", progress):
-            boxes, _ = pipe.detect(image)
-            boxes = boxes[((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)]
-            counts.append(len(boxes))
-            if len(boxes):
-                batch, _ = crop_people(image, boxes, pipe.pose_meta)
-                crops.extend(batch[i:i + 1] for i in range(len(batch)))
+            found = crops_of_boxes(image, pipe.detect(image)[0], pipe.pose_meta)
+            counts.append(len(found))
+            crops.extend(found)
     finally:
         pipe.close()
     return crops, counts

@@ -53,11 +53,51 @@ def ground_truth_crops(images, pose_onnx) -> list:
     return crops
 
 
+def crops_of_boxes(image, boxes, pose_meta) -> list:
+    """``[1,3,h,w]`` pose crops of the ``boxes`` (xyxy image px) of at least 1 x 1 px."""
+    from edgepose.pipeline.preprocess import crop_people
+
+    boxes = boxes[((boxes[:, 2] - boxes[:, 0]) >= 1.0) & ((boxes[:, 3] - boxes[:, 1]) >= 1.0)]
+    if not len(boxes):
+        return []
+    batch, _ = crop_people(image, boxes, pose_meta)
+    return [batch[i:i + 1] for i in range(len(batch))]
+
+
+class CropsFromOutputs:
+    """``on_outputs`` of the detector's statistics pass
+    (:func:`edgepose.quant.statistics.collect_statistics`): decodes the people of every
+    image from that pass's own outputs (``hm``/``wh``/``reg``, or ``dets`` of a graph that
+    decodes itself) with the pipeline's ``detector`` (its threshold and ``max_persons``) and
+    crops them, so the pose crops need no second FP32 detector run.  ``infos``: the geometry
+    of each detector feed (:func:`edgepose.workflows.calibration_feeds.det_inputs`)."""
+
+    def __init__(self, images: list, infos: list, detector, pose_meta):
+        self.images, self.infos, self.detector, self.pose_meta = images, infos, detector, pose_meta
+        self.crops, self.counts, self.boxes = [], [], []
+
+    def __call__(self, outputs: dict):
+        from edgepose.pipeline.detector import as_float32
+
+        for k in range(len(next(iter(outputs.values())))):
+            i = len(self.counts)
+            if i >= len(self.images):  # the padding of a static batch
+                return
+            image = self.images[i]
+            rows = self.detector.decode(as_float32({n: v[k:k + 1] for n, v in outputs.items()}), self.infos[i])
+            boxes, _ = self.detector.select_people(rows, image.shape)
+            found = crops_of_boxes(image, boxes, self.pose_meta)
+            self.boxes.append(boxes)
+            self.counts.append(len(found))
+            self.crops.extend(found)
+
+
 def pose_crops(images, det_onnx, pose_onnx, score_threshold: float, max_crops: int | None,
-               progress: bool = False, threads=None) -> PoseCrops:
+               progress: bool = False, threads=None, found=None) -> PoseCrops:
     """Up to ``max_crops`` crops (evenly spaced over all found): ground-truth boxes when
-    ``images`` came from a COCO ``.json``, else the FP32 detector's people.  CalibrationError
-    saying what the detector found when there are none."""
+    ``images`` came from a COCO ``.json``, else the FP32 detector's people (``found``: those
+    crops already made, e.g. by :class:`CropsFromOutputs`; else the detector is run here).
+    CalibrationError saying what the detector found when there are none."""
     from edgepose.workflows.calibration_feeds import _evenly, detector_crops
 
     if images.boxes is not None:
@@ -69,7 +109,8 @@ def pose_crops(images, det_onnx, pose_onnx, score_threshold: float, max_crops: i
                                    "person boxes, or an image folder to calibrate on the detector's crops")
         boxes_from = f"ground-truth boxes of {source}"
     else:
-        crops, _ = detector_crops(images, det_onnx, pose_onnx, score_threshold, progress=progress, threads=threads)
+        crops = found if found is not None else \
+            detector_crops(images, det_onnx, pose_onnx, score_threshold, progress=progress, threads=threads)[0]
         if not crops:
             raise CalibrationError(describe_no_people(images, det_onnx, score_threshold))
         boxes_from = f"FP32 detector (score >= {score_threshold})"
