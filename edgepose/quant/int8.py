@@ -51,7 +51,7 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
     model, folded = fold_batchnorm(model)
     rewritten = []
     if cpu_rewrite:
-        model, rewritten = deconv_to_conv_d2s(model)
+        model, rewritten = deconv_to_conv_d2s(model, split_phases=True)
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
     if cpu_rewrite:  # quantize_int8 reads it: CPU-only placement (Relu as an int8 lookup)
@@ -145,7 +145,9 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
-    from edgepose.quant.placement import quantize_through_data_movement, relu_as_int8_lookup
+    from edgepose.quant.placement import (quantize_equal_scale_concats, quantize_through_data_movement,
+                                          relu_as_int8_lookup, single_reader_conv_outputs)
+    from edgepose.quant.rewrite import tie_phase_ranges
 
     model = name_nodes(load_model(model))
     if meta is None:
@@ -155,11 +157,13 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     unknown = sorted(set(nodes_to_exclude) - known)
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
-    qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    qmodel = _quantize_static_qdq(model, tie_phase_ranges(model, ranges), nodes_to_exclude, op_types)
     if improve_placement:
+        quantize_equal_scale_concats(qmodel)  # split deconvolutions' phases: Concat on int8
         quantize_through_data_movement(qmodel)
         if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
             relu_as_int8_lookup(qmodel)
+            single_reader_conv_outputs(qmodel)
     if not quantize_outputs:
         drop_output_qdq(qmodel)
     if meta is not None:

@@ -56,6 +56,86 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
     return done
 
 
+def quantize_equal_scale_concats(model) -> list:
+    """After every ``Concat`` whose inputs are all dequantized (DequantizeLinear fed by a
+    QuantizeLinear) with one and the same scale and zero point -- the phase Convs of a split
+    deconvolution, whose ranges :func:`edgepose.quant.rewrite.tie_phase_ranges` ties -- and
+    whose output is not quantized yet, add a QuantizeLinear -> DequantizeLinear pair with that
+    scale.  Exact (Concat only moves values); ORT then runs the Concat on int8 and the
+    DepthToSpace after it too.  In place; returns the node names."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    producer, users = producers(graph), consumers(graph)
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    done = []
+    for node in list(graph.node):
+        out = node.output[0]
+        if node.op_type != "Concat" or out in outputs or not users.get(out) \
+                or any(user.op_type == "QuantizeLinear" for user, _ in users[out]):
+            continue
+        dqs = [producer.get(name) for name in node.input]
+        if not all(dq is not None and dq.op_type == "DequantizeLinear" and len(dq.input) == 3
+                   and producer.get(dq.input[0]) is not None and producer[dq.input[0]].op_type == "QuantizeLinear"
+                   for dq in dqs):
+            continue
+        params = [(consts.get(dq.input[1]), consts.get(dq.input[2])) for dq in dqs]
+        first = params[0]
+        if first[0] is None or first[0].size != 1 or not all(
+                p[0] is not None and p[1] is not None and p[0].shape == first[0].shape and p[1].dtype == first[1].dtype
+                and float(p[0]) == float(first[0]) and int(p[1]) == int(first[1]) for p in params):
+            continue
+        scale_zp = list(dqs[0].input[1:3])
+        q_out, dq_out = f"{out}_int8", f"{out}_int8_dequantized"
+        new = [helper.make_node("QuantizeLinear", [out, *scale_zp], [q_out], name=f"{node.name}_output_Q"),
+               helper.make_node("DequantizeLinear", [q_out, *scale_zp], [dq_out], name=f"{node.name}_output_DQ")]
+        for user, slot in users[out]:
+            user.input[slot] = dq_out
+        position = list(graph.node).index(node) + 1
+        for offset, extra in enumerate(new):
+            graph.node.insert(position + offset, extra)
+        done.append(node.name)
+    return done
+
+
+def single_reader_conv_outputs(model, quantized_ops=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")) -> list:
+    """CPU targets: ORT CPU fuses ``DQ -> Conv -> Q`` into a QLinearConv only when the
+    DequantizeLinear after that Q has one reader (measured, ORT 1.32); a conv whose quantized
+    output goes on to several float ops -- the conv3 before each SE block (GlobalAveragePool
+    and Mul), DLA-34's offset/mask convs (Slices) -- ran as a float conv.  This gives such a
+    DequantizeLinear one reader, an identity ``LeakyRelu(alpha=1)``, which the float readers
+    read instead: the conv runs as QLinearConv and the values the readers see are unchanged.
+    Only where no reader is a quantized op or a QuantizeLinear (those take their own DQ).
+    In place; returns the DequantizeLinear names."""
+    from onnx import helper
+
+    graph = model.graph
+    producer, users = producers(graph), consumers(graph)
+    outputs = {o.name for o in graph.output}
+    done = []
+    for dq in list(graph.node):
+        readers = users.get(dq.output[0], [])
+        if dq.output[0] in outputs:
+            continue
+        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or len(readers) < 2:
+            continue
+        src = producer.get(q.input[0])
+        if src is None or src.op_type != "Conv" or len(users.get(q.input[0], [])) != 1 \
+                or len(users.get(q.output[0], [])) != 1:
+            continue
+        if any(r.op_type in quantized_ops or r.op_type in ("QuantizeLinear", "DequantizeLinear") for r, _ in readers):
+            continue
+        out = f"{dq.output[0]}_one_reader"
+        node = helper.make_node("LeakyRelu", [dq.output[0]], [out], name=f"{dq.name}_one_reader", alpha=1.0)
+        for reader, slot in readers:
+            reader.input[slot] = out
+        graph.node.insert(list(graph.node).index(dq) + 1, node)
+        done.append(dq.name)
+    return done
+
+
 def relu_as_int8_lookup(model) -> list:
     """Turn every ``DQ -> Relu -> Q`` (one QuantizeLinear consumer) into ``LeakyRelu(alpha=0)``.
     In place; returns the node names."""

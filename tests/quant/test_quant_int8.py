@@ -138,7 +138,10 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
         src = producer[node.input[0]]
         if src.op_type == "Transpose":
             src = producer[src.input[0]]
-        assert src.op_type == "QLinearConv", node.name
+        # the split deconvolution's phase QLinearConvs meet in an int8 QLinearConcat
+        assert src.op_type == "QLinearConcat", node.name
+        assert all(producer[i].op_type == "QLinearConv" or producer[producer[i].input[0]].op_type == "QLinearConv"
+                   for i in src.input[2::3]), node.name
     residual_adds = len([n for n in quantizable_nodes(prepared) if n.endswith("Add")])
     assert sum(n.op_type == "QLinearAdd" for n in graph.node) == residual_adds > 0
     # every DQ -> Relu -> Q became LeakyRelu(0) and runs as an int8 lookup; the Relus left are
@@ -155,7 +158,7 @@ def test_depth_to_space_runs_on_int8_and_residual_adds_fuse(tiny, synth_dir, tmp
     assert sum(n.op_type == "QLinearLeakyRelu" for n in graph.node) == len(lookups) > len(left)
     assert sum(n.op_type in ("Relu", "LeakyRelu") for n in graph.node) == len(left)
     before = _ort_optimized(paths[False], tmp_path)
-    assert all(producer_op == "DequantizeLinear" for producer_op in
+    assert all(producer_op == "Concat" for producer_op in
                ({o: n.op_type for n in before.node for o in n.output}[n.input[0]]
                 for n in before.node if n.op_type == "DepthToSpace"))
     feeds = F.det_feeds(calib, det)[:2]
