@@ -45,3 +45,45 @@ def test_lookup_normalisation_is_bit_identical(order, dtype):
     ref_chw = np.stack([preprocess.normalize_to_chw(im, meta) for im in images])
     out = preprocess.normalize_into(images, np.empty((3, 3, 16, 12), np.float32), meta)
     assert np.abs(out - ref_chw).max() <= 1e-5
+
+
+def _coords_loop(hms, boxes):
+    """heatmap_to_coord_simple written out per person and joint (the official loop)."""
+    n, j, h, w = hms.shape
+    coords = np.zeros((n, j, 2)), np.zeros((n, j, 1), np.float32)
+    for p in range(n):
+        for k in range(j):
+            hm = hms[p, k]
+            i = int(np.argmax(hm))
+            val = hm.reshape(-1)[i]
+            x, y = (float(i % w), float(i // w)) if val > 0 else (0.0, 0.0)
+            px, py = int(x), int(y)
+            if 1 < px < w - 1 and 1 < py < h - 1:
+                x += 0.25 * np.sign(hm[py, px + 1] - hm[py, px - 1])
+                y += 0.25 * np.sign(hm[py + 1, px] - hm[py - 1, px])
+            bw = boxes[p, 2] - boxes[p, 0]
+            cx, cy = boxes[p, 0] + bw / 2, boxes[p, 1] + (boxes[p, 3] - boxes[p, 1]) / 2
+            coords[0][p, k] = ((x - w / 2) * bw / w + cx, (y - h / 2) * bw / w + cy)
+            coords[1][p, k, 0] = val
+    return coords
+
+
+def test_heatmap_to_coords_equals_the_per_joint_loop():
+    from edgepose.pipeline.decode import heatmap_to_coords
+
+    rng = np.random.default_rng(1)
+    hms = rng.standard_normal((5, 17, 16, 12)).astype(np.float32) * 0.1
+    hms[0, 0] = -1.0  # no positive value: (0, 0)
+    hms[0, 1, 0, 5] = 3.0  # peak on the border: no quarter step
+    hms[0, 2, 15, 11] = 3.0
+    hms[0, 3, 7, 1] = 3.0
+    hms[1, 4, 5, 6] = hms[1, 4, 5, 7] = 3.0  # tie: the first one, step towards the equal neighbour
+    hms[2, 5, 8, 8] = 3.0
+    hms[2, 5, 8, 7] = hms[2, 5, 8, 9] = 1.0  # equal neighbours: sign 0
+    boxes = np.array([[10, 20, 58, 84], [0, 0, 30, 40], [5.5, 7.25, 40, 90], [100, 50, 130, 90], [1, 2, 3, 5]],
+                     np.float32)
+    got_xy, got_s = heatmap_to_coords(hms, boxes)
+    ref_xy, ref_s = _coords_loop(hms, boxes.astype(np.float64))
+    assert got_xy.shape == (5, 17, 2) and got_s.shape == (5, 17, 1)
+    assert np.abs(got_xy - ref_xy).max() <= 1e-4
+    assert np.array_equal(got_s, ref_s)
