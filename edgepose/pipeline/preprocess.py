@@ -23,6 +23,11 @@ __all__ = [
 ]
 
 
+def check_image(image, what="image"):
+    """``image`` itself when it is a non-empty HxWx3 NumPy array; UsageError naming the fix otherwise."""
+    return _check_image(image, what)
+
+
 def _check_image(image, what="image"):
     if not isinstance(image, np.ndarray):
         raise UsageError(f"{what} must be a NumPy array (HxWx3 BGR as read by cv2), got {type(image).__name__}")
@@ -195,6 +200,12 @@ def _normalize_by_lookup(images_hwc, out, order, mult, shift, std, skip_scale):
     return out
 
 
+def ctdet_output_inverse(info):
+    """The output-map -> image transform :func:`ctdet_postprocess` applies for ``info``
+    (cache it as ``info["trans_output_inv"]`` when many frames share one geometry)."""
+    return get_affine_transform(info["c"], info["s"], 0, (info["out_w"], info["out_h"]), inv=True)
+
+
 def ctdet_postprocess(dets, info, test_scale=1.0):
     """Map decoded rows ``(x1, y1, x2, y2, score, cls)`` from output-map to image pixels.
 
@@ -213,7 +224,9 @@ def ctdet_postprocess(dets, info, test_scale=1.0):
         raise UsageError("info must be the dict returned by ctdet_preprocess (keys c, s, out_h, out_w)") from None
     if test_scale is None or test_scale <= 0:
         raise UsageError(f"test_scale must be a positive number, got {test_scale!r}")
-    inv = get_affine_transform(c, s, 0, (out_w, out_h), inv=True)
+    inv = info.get("trans_output_inv")
+    if inv is None:
+        inv = get_affine_transform(c, s, 0, (out_w, out_h), inv=True)
     out = dets.copy()
     out[:, 0:2] = affine_points(dets[:, 0:2], inv)
     out[:, 2:4] = affine_points(dets[:, 2:4], inv)

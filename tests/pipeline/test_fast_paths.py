@@ -87,3 +87,28 @@ def test_heatmap_to_coords_equals_the_per_joint_loop():
     assert got_xy.shape == (5, 17, 2) and got_s.shape == (5, 17, 1)
     assert np.abs(got_xy - ref_xy).max() <= 1e-4
     assert np.array_equal(got_s, ref_s)
+
+
+def test_detector_fast_path_equals_reference_preprocessing(tmp_path_factory):
+    """fix_res with cached geometry, preallocated buffers and table normalisation, over frames
+    of two sizes in turn, against ``ctdet_preprocess`` + a fresh decode of every frame."""
+    from edgepose.backends.factory import load_runner
+    from edgepose.pipeline import Detector
+    from edgepose.pipeline.detector import as_float32, feed_of
+    from helpers.optional import torch_or_skip
+    from helpers.tiny_pipeline import export_tiny_models, make_frame
+
+    torch_or_skip()
+    models = export_tiny_models(tmp_path_factory.mktemp("fast_path_models"))
+    det = Detector(load_runner(models["det"], threads=1), score_threshold=0.05, max_persons=8)
+    frames = [make_frame(seed, *size) for seed, size in enumerate([(96, 128), (120, 90)] * 3)]
+    for frame in frames:
+        found = det(frame)
+        tensor, info = preprocess.ctdet_preprocess(frame, det.meta, mode="fix_res")
+        assert np.abs(det._tensor - tensor).max() <= 1e-5  # the fused normalisation: float rounding only
+        out = as_float32(det.runner.infer(feed_of(det.runner, tensor)))
+        assert "trans_output_inv" not in info
+        boxes, scores = det.select_people(det.decode(out, info), frame.shape)
+        assert len(found) == len(boxes) > 0
+        np.testing.assert_allclose(found.boxes, boxes, atol=1e-4)
+        np.testing.assert_allclose(found.scores, scores, atol=1e-5)
