@@ -2,6 +2,8 @@
 
     python benchmarks/int8_models.py     # centernet_res18 512x512 (batch 1) + fastpose_res50 256x192 (batch 8)
     python benchmarks/int8_models.py --rounds 5 --models fastpose_res50 --pose-batch 8
+    python benchmarks/int8_models.py --det-batch 1,8 --before OLD_OUT   # + the INT8 files an older
+                                                                        # edgepose built (int8_before)
 
 The models are the zoo architectures at their real input sizes with random weights, BatchNorm
 statistics re-estimated on synthetic people images and heads rescaled (see
@@ -18,7 +20,8 @@ pairs, Transposes) and the fraction of the CPU's INT8 peak reached:
 
     fraction = 2 * MACs / INT8 latency / INT8 peak
 
-with MACs counted from the FP32 graph's Conv/Gemm/MatMul shapes and the INT8 peak measured on
+(also from process CPU time / threads: what the work would take on idle cores) with MACs
+counted from the FP32 graph's Conv/ConvTranspose/Gemm/MatMul shapes (real products only) and the INT8 peak measured on
 this machine with a big ``MatMulInteger`` (u8 x s8 -> int32, MLAS's VNNI/AVX2 kernel, the one
 QLinearConv uses) of 1024x1024x1024 on the same threads; the FP32 peak likewise with ``MatMul``.
 """
