@@ -258,7 +258,7 @@ def box_to_center_scale(boxes_xyxy, aspect_ratio=0.75, scale_mult=1.25):
     return centers, scales
 
 
-def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None):
+def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None, pixels=None):
     """AlphaPose ``test_transform`` for every box: ``(batch [N,3,H,W], crop_boxes [N,4])``.
 
     Each box is turned into a centre/scale (``box_to_center_scale`` with aspect ``W/H`` of
@@ -271,7 +271,8 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None)
     ``out``: a preallocated ``[M>=N,3,H,W]`` float32/float16 array to write into (the result
     is ``out[:N]``); float32 is allocated otherwise.  ``official_max_quirk=True`` reproduces
     AlphaPose's ``im_to_torch``, which divides by 255 only when the crop's maximum is above 1;
-    the default always scales.
+    the default always scales.  ``pixels``: a reusable ``[M>=N,H,W,3]`` uint8 scratch buffer for
+    the warped crops (allocated when None or too small).
     """
     import cv2
 
@@ -292,7 +293,10 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None)
         out = np.empty((n, 3, inp_h, inp_w), dtype=np.float32)
     elif out.shape[0] < n or tuple(out.shape[1:]) != (3, inp_h, inp_w):
         raise UsageError(f"crop buffer {out.shape} cannot hold {n} crops of 3x{inp_h}x{inp_w}")
-    pixels = np.empty((n, inp_h, inp_w, 3), dtype=image_bgr.dtype)
+    if pixels is None or pixels.shape[0] < n or pixels.shape[1:] != (inp_h, inp_w, 3) \
+            or pixels.dtype != image_bgr.dtype:
+        pixels = np.empty((n, inp_h, inp_w, 3), dtype=image_bgr.dtype)
+    pixels = pixels[:n]
     for i in range(n):  # one OpenCV call per crop; everything else is batched
         trans = get_affine_transform(centers[i], scales[i], 0, (inp_w, inp_h))
         cv2.warpAffine(image_bgr, trans, (inp_w, inp_h), dst=pixels[i], flags=cv2.INTER_LINEAR)
