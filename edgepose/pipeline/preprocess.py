@@ -153,8 +153,6 @@ def normalize_into(images_hwc, out, meta, skip_scale=None):
         raise UsageError(f"meta.std contains 0 ({meta.std}); fix the model metadata")
     mult = np.float32(meta.scale) / std
     shift = -np.asarray(meta.mean, dtype=np.float32) / std
-    if _lut_applies(images_hwc, out):
-        return _normalize_by_lookup(images_hwc, out, order, mult, shift, std, skip_scale)
     for ch in range(3):
         src = images_hwc[..., 2 - ch if order == "RGB" else ch]
         factor = mult[ch]
@@ -162,41 +160,6 @@ def normalize_into(images_hwc, out, meta, skip_scale=None):
             factor = np.where(skip_scale, np.float32(1.0) / std[ch], mult[ch]).astype(np.float32)[:, None, None]
         np.multiply(src, factor, out=out[:, ch], casting="unsafe")
         out[:, ch] += shift[ch].astype(out.dtype)
-    return out
-
-
-def _lut_applies(images_hwc, out) -> bool:
-    return (images_hwc.dtype == np.uint8 and images_hwc.ndim == 4 and out.dtype in (np.float32, np.float16)
-            and out.flags.c_contiguous and images_hwc.strides[-1] == 1 and images_hwc.strides[-2] == 3)
-
-
-def _channel_tables(factor, shift, dtype) -> np.ndarray:
-    """``[3, 256]``: the normalised value of every uint8 level, computed with the very ufunc
-    calls (and roundings) :func:`normalize_into` applies per pixel."""
-    levels = np.arange(256, dtype=np.uint8)
-    tables = np.empty((3, 256), dtype)
-    for ch in range(3):
-        np.multiply(levels, factor[ch], out=tables[ch], casting="unsafe")
-        tables[ch] += shift[ch].astype(dtype)
-    return tables
-
-
-def _normalize_by_lookup(images_hwc, out, order, mult, shift, std, skip_scale):
-    """uint8 pixels -> ``out[N,3,H,W]`` through one 256-entry table per channel (OpenCV
-    ``LUT`` on each split plane: one read of the bytes, one write of the result, instead of a
-    strided multiply and an add over the floats).  Bit-identical to the arithmetic path: the
-    tables hold the same float32/float16 results for each of the 256 levels."""
-    import cv2
-
-    tables = _channel_tables(mult, shift, out.dtype)
-    skip_tables = None
-    if skip_scale is not None and np.any(skip_scale):
-        skip_tables = _channel_tables(np.float32(1.0) / std, shift, out.dtype)
-    for i in range(images_hwc.shape[0]):
-        use = skip_tables if skip_tables is not None and bool(skip_scale[i]) else tables
-        planes = cv2.split(images_hwc[i])
-        for ch in range(3):
-            cv2.LUT(planes[2 - ch if order == "RGB" else ch], use[ch], dst=out[i, ch])
     return out
 
 
