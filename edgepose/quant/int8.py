@@ -37,13 +37,15 @@ CPU_TARGET_KEY = "edgepose.int8_cpu_target"
 
 def prepare_fp32(model, cpu_rewrite: bool = False):
     """The FP32 graph that is calibrated and quantized: BatchNorms folded into their convs
-    and, with ``cpu_rewrite``, ConvTranspose -> Conv + DepthToSpace (see
-    :func:`edgepose.quant.rewrite.deconv_to_conv_d2s`) and the graph marked as a CPU target
-    (``quantize_int8`` then runs Relus as int8 lookups).  Both passes are exact.  Returns
-    ``(model, info)``."""
+    and, with ``cpu_rewrite``, ConvTranspose -> Conv (one per output phase) + DepthToSpace (see
+    :func:`edgepose.quant.rewrite.deconv_to_conv_d2s`), ``Relu -> DepthToSpace`` swapped,
+    GlobalAveragePool as ReduceMean (:mod:`edgepose.quant.rewrite`) and the graph marked as a
+    CPU target (``quantize_int8`` then runs Relus as int8 lookups).  Every pass is exact (up to
+    float rounding).  Returns ``(model, info)``."""
     import onnx
 
-    from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
+    from edgepose.quant.rewrite import (deconv_to_conv_d2s, fold_batchnorm, global_pool_as_reduce_mean,
+                                        relu_after_depth_to_space)
 
     src = load_model(model)
     model = onnx.ModelProto()
@@ -52,10 +54,12 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
     rewritten = []
     if cpu_rewrite:
         model, rewritten = deconv_to_conv_d2s(model, split_phases=True)
+        relu_after_depth_to_space(model)  # DUC: pixel shuffle on the conv's int8 output
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
-    if cpu_rewrite:  # quantize_int8 reads it: CPU-only placement (Relu as an int8 lookup)
-        model.metadata_props.add(key=CPU_TARGET_KEY, value="1")
+    if cpu_rewrite:
+        global_pool_as_reduce_mean(model)  # SE blocks: a pool ORT's layout optimiser moves transposes through
+        model.metadata_props.add(key=CPU_TARGET_KEY, value="1")  # quantize_int8: CPU-only placement
     return model, {"bn_folded": folded, "deconv_rewritten": rewritten}
 
 

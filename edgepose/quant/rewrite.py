@@ -307,6 +307,67 @@ def tie_phase_ranges(model, ranges: dict) -> dict:
     return ranges
 
 
+def relu_after_depth_to_space(model) -> list:
+    """``Relu -> DepthToSpace`` (FastPose's DUC: conv, BN, ReLU, pixel shuffle) becomes
+    ``DepthToSpace -> Relu``.  Exact: DepthToSpace only moves values and Relu acts on each
+    one.  Quantized, the DepthToSpace then reads the conv's int8 output and the Relu sits
+    between a DequantizeLinear and a QuantizeLinear, where ORT CPU runs it as an int8 lookup
+    (:func:`edgepose.quant.placement.relu_as_int8_lookup`), instead of dequantize, ReLU and
+    DepthToSpace in float on the whole tensor.  Only where the Relu's output is read by that
+    DepthToSpace alone and is no graph output.  In place; returns the DepthToSpace names."""
+    graph = model.graph
+    users = consumers(graph)
+    outputs = {o.name for o in graph.output}
+    nodes = list(graph.node)
+    position = {id(n): i for i, n in enumerate(nodes)}
+    done = []
+    for relu in nodes:
+        readers = users.get(relu.output[0], [])
+        if relu.op_type != "Relu" or relu.output[0] in outputs or len(readers) != 1 \
+                or readers[0][0].op_type != "DepthToSpace":
+            continue
+        d2s = readers[0][0]
+        x, r, y, name = relu.input[0], relu.output[0], d2s.output[0], d2s.name
+        moved, relu_copy = type(d2s)(), type(relu)()
+        moved.CopyFrom(d2s)
+        relu_copy.CopyFrom(relu)
+        moved.input[0], moved.output[0] = x, r  # r now holds the rearranged, not yet rectified values
+        relu_copy.input[0], relu_copy.output[0] = r, y
+        graph.node[position[id(relu)]].CopyFrom(moved)
+        graph.node[position[id(d2s)]].CopyFrom(relu_copy)
+        done.append(name)
+    return done
+
+
+def global_pool_as_reduce_mean(model) -> list:
+    """``GlobalAveragePool`` on a 4-D tensor becomes ``ReduceMean(axes=[2, 3], keepdims=1)``:
+    the same mean (float rounding of the sum aside).  ORT's layout optimiser cannot move a
+    Transpose through GlobalAveragePool (NCHW-only) but can through ReduceMean (it renumbers the
+    axes), so the SE blocks of FastPose stop pinning the graph to NCHW: the int8 convs' NHWC
+    layout then runs through whole residual stages (fastpose_res50: 44 -> 16 Transposes).
+    Needs shape information (rank 4) on the pooled tensor.  In place; returns the node names."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in
+             list(graph.value_info) + list(graph.input) + list(graph.output) if vi.type.tensor_type.HasField("shape")}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    done = []
+    for node in graph.node:
+        if node.op_type != "GlobalAveragePool" or ranks.get(node.input[0]) != 4:
+            continue
+        node.op_type = "ReduceMean"
+        node.attribute.append(helper.make_attribute("keepdims", 1))
+        if opset >= 18:  # axes became an input in opset 18
+            axes = _unique(graph, (node.name or node.output[0]) + "_axes")
+            graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), axes))
+            node.input.append(axes)
+        else:
+            node.attribute.append(helper.make_attribute("axes", [2, 3]))
+        done.append(node.name)
+    return done
+
+
 def deconv_ineligible(node, inits) -> str | None:
     """Why ``node`` cannot take the exact Conv -> DepthToSpace rewrite (None when it can)."""
     from onnx import numpy_helper

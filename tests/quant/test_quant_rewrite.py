@@ -147,3 +147,62 @@ def test_conv_feeding_several_float_ops_runs_as_qlinearconv(tmp_path):
     bound = step * np.abs(w2).sum(axis=(1, 2, 3)).max() * 1.3  # 1.3: the sigmoid's own input moves too
     ref, got = _run(onnx.load(str(before)), feeds), _run(onnx.load(str(after)), feeds)
     assert np.abs(got["y"] - ref["y"]).max() <= bound
+
+
+def _duc_model(seed=0, cin=8, c=16):
+    """conv -> Relu -> DepthToSpace(2) -> conv: FastPose's DUC upsampling in small."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((c, cin, 3, 3)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal(c).astype(np.float32) * 0.1, "b1"),
+             numpy_helper.from_array((rng.standard_normal((3, c // 4, 3, 3)) * 0.3).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="duc_conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="duc_relu"),
+             helper.make_node("DepthToSpace", ["r1"], ["d"], name="pixel_shuffle", blocksize=2, mode="CRD"),
+             helper.make_node("Conv", ["d", "w2"], ["y"], name="head", pads=[1, 1, 1, 1])]
+    return _model(nodes, inits, [2, cin, 6, 5])
+
+
+def test_relu_after_depth_to_space_is_exact_and_runs_int8(tmp_path):
+    from edgepose.quant.rewrite import relu_after_depth_to_space
+
+    model = _duc_model()
+    rng = np.random.default_rng(4)
+    feeds = [{"x": rng.standard_normal((2, 8, 6, 5)).astype(np.float32)} for _ in range(3)]
+    swapped = onnx.load_from_string(model.SerializeToString())
+    assert relu_after_depth_to_space(swapped) == ["pixel_shuffle"]
+    assert [n.op_type for n in swapped.graph.node] == ["Conv", "DepthToSpace", "Relu", "Conv"]
+    ref, got = _run(model, feeds), _run(swapped, feeds)
+    assert np.array_equal(ref["y"], got["y"])  # the same products in the same order
+    paths = {}
+    for name, graph in (("before", model), ("after", swapped)):
+        graph = onnx.load_from_string(graph.SerializeToString())
+        graph.metadata_props.add(key=CPU_TARGET_KEY, value="1")
+        ranges = C.compute_ranges(C.collect_statistics(graph, feeds, progress=False), "minmax")
+        paths[name] = quantize_int8(graph, ranges, tmp_path / f"{name}.onnx") and tmp_path / f"{name}.onnx"
+    before, after = _ort_ops(paths["before"], tmp_path), _ort_ops(paths["after"], tmp_path)
+    assert "Relu" in before and "Relu" not in after and after.count("QLinearLeakyRelu") == 1
+    assert lint_qdq(paths["after"]) == []
+    q_ref, q_got = _run(onnx.load(str(paths["before"])), feeds), _run(onnx.load(str(paths["after"])), feeds)
+    assert np.abs(q_got["y"] - q_ref["y"]).max() <= 1e-6 * np.abs(q_ref["y"]).max()
+
+
+def test_global_pool_as_reduce_mean_keeps_values_and_frees_the_layout(tmp_path):
+    from edgepose.quant.int8 import prepare_fp32
+
+    model = _se_model()
+    rng = np.random.default_rng(6)
+    feeds = [{"x": rng.standard_normal((2, 8, 9, 7)).astype(np.float32)} for _ in range(3)]
+    plain = onnx.shape_inference.infer_shapes(model)
+    cpu, _ = prepare_fp32(onnx.load_from_string(model.SerializeToString()), cpu_rewrite=True)
+    assert [n.op_type for n in cpu.graph.node].count("ReduceMean") == 1
+    assert "GlobalAveragePool" not in [n.op_type for n in cpu.graph.node]
+    ref, got = _run(plain, feeds), _run(cpu, feeds)
+    assert np.abs(got["y"] - ref["y"]).max() <= 1e-5 * np.abs(ref["y"]).max()
+    # quantized: the same INT8 values as with the pool (same ranges), fewer layout transposes
+    after, ranges = _se_int8(cpu, feeds, tmp_path / "after.onnx", cpu=False)
+    before, _ = _se_int8(plain, feeds, tmp_path / "before.onnx", cpu=True)
+    ops_before, ops_after = _ort_ops(before, tmp_path), _ort_ops(after, tmp_path)
+    assert ops_after.count("Transpose") < ops_before.count("Transpose")
+    assert ops_after.count("QLinearConv") == ops_before.count("QLinearConv") == 2
+    q_ref, q_got = _run(onnx.load(str(before)), feeds), _run(onnx.load(str(after)), feeds)
+    assert np.abs(q_got["y"] - q_ref["y"]).max() <= ranges["m"] / 127 * 1e-3
