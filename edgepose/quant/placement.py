@@ -14,10 +14,15 @@ checked by :mod:`edgepose.quant.lint`).
   int8 -> int8 table lookup), and ``LeakyRelu(alpha=0)`` *is* ``Relu``, so the rewrite is exact
   and keeps the same two scales; the Q/DQ graph stays symmetric int8.  A Relu feeding several
   QuantizeLinear nodes (a residual fork) stays: ORT's fusion needs one.
+* :func:`quantize_equal_scale_concats`: the Concat of a split deconvolution's phase convs
+  (which share one scale) gets a Q/DQ pair with that scale, so ORT runs it as QLinearConcat.
+* :func:`single_reader_conv_outputs` (CPU targets): a conv whose quantized output feeds
+  several float ops (SE blocks) gets one identity reader, so ORT runs it as QLinearConv.
 """
 from __future__ import annotations
 
 from edgepose.onnx_graph import consumers, producers
+from edgepose.quant.rewrite import PHASE_CONCAT_SUFFIX
 
 DATA_MOVEMENT_OPS = ("DepthToSpace",)
 
@@ -56,13 +61,15 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
     return done
 
 
-def quantize_equal_scale_concats(model) -> list:
+def quantize_equal_scale_concats(model, name_part: str | None = PHASE_CONCAT_SUFFIX) -> list:
     """After every ``Concat`` whose inputs are all dequantized (DequantizeLinear fed by a
     QuantizeLinear) with one and the same scale and zero point -- the phase Convs of a split
     deconvolution, whose ranges :func:`edgepose.quant.rewrite.tie_phase_ranges` ties -- and
     whose output is not quantized yet, add a QuantizeLinear -> DequantizeLinear pair with that
     scale.  Exact (Concat only moves values); ORT then runs the Concat on int8 and the
-    DepthToSpace after it too.  In place; returns the node names."""
+    DepthToSpace after it too.  ``name_part``: only Concats whose name contains it (default: the
+    split deconvolutions' own, so other graphs -- TensorRT's included -- are left as they
+    are); None for every Concat.  In place; returns the node names."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -72,7 +79,8 @@ def quantize_equal_scale_concats(model) -> list:
     done = []
     for node in list(graph.node):
         out = node.output[0]
-        if node.op_type != "Concat" or out in outputs or not users.get(out) \
+        if node.op_type != "Concat" or (name_part and name_part not in node.name) \
+                or out in outputs or not users.get(out) \
                 or any(user.op_type == "QuantizeLinear" for user, _ in users[out]):
             continue
         dqs = [producer.get(name) for name in node.input]

@@ -301,7 +301,7 @@ def tie_phase_ranges(model, ranges: dict) -> dict:
     split."""
     ranges = dict(ranges)
     for node in model.graph.node:
-        if node.op_type == "Concat" and node.name.endswith(PHASE_CONCAT_SUFFIX) and node.output[0] in ranges:
+        if node.op_type == "Concat" and PHASE_CONCAT_SUFFIX in node.name and node.output[0] in ranges:
             for name in node.input:
                 ranges[name] = ranges[node.output[0]]
     return ranges
