@@ -149,8 +149,9 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
-    from edgepose.quant.placement import (quantize_equal_scale_concats, quantize_through_data_movement,
-                                          relu_as_int8_lookup, single_reader_conv_outputs)
+    from edgepose.quant.placement import (activations_as_uint8, quantize_equal_scale_concats,
+                                          quantize_through_data_movement, relu_as_int8_lookup, share_equal_quantize,
+                                          single_reader_conv_outputs)
     from edgepose.quant.rewrite import tie_phase_ranges
 
     model = name_nodes(load_model(model))
@@ -161,11 +162,13 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     unknown = sorted(set(nodes_to_exclude) - known)
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
+    cpu_target = any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props)
     qmodel = _quantize_static_qdq(model, tie_phase_ranges(model, ranges), nodes_to_exclude, op_types)
     if improve_placement:
         quantize_equal_scale_concats(qmodel)  # split deconvolutions' phases: Concat on int8
         quantize_through_data_movement(qmodel)
-        if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
+        if cpu_target:
+            share_equal_quantize(qmodel)  # ReLU forks: one QuantizeLinear, so the ReLU is a lookup too
             relu_as_int8_lookup(qmodel)
             single_reader_conv_outputs(qmodel)
     if not quantize_outputs:
@@ -178,6 +181,10 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
         from edgepose.quant.lint import check_qdq
 
         check_qdq(qmodel, allow_float=set(nodes_to_exclude))
+    if improve_placement and cpu_target:
+        activations_as_uint8(qmodel)  # exact; lets ORT CPU fuse int8 forks (lint checks the int8 form)
+        if not any(p.key == CPU_TARGET_KEY for p in qmodel.metadata_props):
+            qmodel.metadata_props.add(key=CPU_TARGET_KEY, value="1")  # lint_qdq reads it
     if out_path is not None:
         with atomic_path(out_path) as tmp_path:
             onnx.save(qmodel, str(tmp_path))

@@ -21,6 +21,8 @@ checked by :mod:`edgepose.quant.lint`).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from edgepose.onnx_graph import consumers, producers
 from edgepose.quant.rewrite import PHASE_CONCAT_SUFFIX
 
@@ -171,3 +173,101 @@ def relu_as_int8_lookup(model) -> list:
 # ORT's QDQ selectors from fusing more than half of the convs (25 -> 11 QLinearConv).  A float
 # Relu between two QLinearConvs cannot be fused on ORT with symmetric int8: its ReluQuantFusion
 # needs the zero point at the type's minimum (-128), which TensorRT's rules forbid.
+
+
+U8_ZERO_POINT = "edgepose_uint8_zero_point_128"
+S8_ZERO_POINT = "edgepose_int8_zero_point_0"
+
+
+def share_equal_quantize(model, producer_ops=("Relu", "LeakyRelu")) -> list:
+    """One QuantizeLinear per (tensor, scale, zero point): the dedicated pairs of a fork (a
+    residual ReLU read by the next block's conv and the next Add) quantize the same tensor with
+    the same parameters, so one QuantizeLinear can feed all their DequantizeLinear nodes
+    (exact).  ORT CPU fuses such int8 forks only with uint8 activations
+    (:func:`activations_as_uint8`).  Only for tensors ``producer_ops`` make (the ReLU forks; a
+    MaxPool's shared QuantizeLinear made ORT move it in front of the pool and run a slow uint8
+    NCHW MaxPool, 6 -> 91 ms on centernet_res18).  In place; returns the names of the
+    QuantizeLinear kept."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    users, producer = consumers(graph), producers(graph)
+    outputs = {o.name for o in graph.output}
+    kept, remove, shared = {}, [], []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 3 or node.output[0] in outputs:
+            continue
+        src = producer.get(node.input[0])
+        if src is None or src.op_type not in producer_ops:
+            continue
+        scale, zp = consts.get(node.input[1]), consts.get(node.input[2])
+        if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+            continue
+        key = (node.input[0], float(scale), int(zp), str(zp.dtype))
+        if key not in kept:
+            kept[key] = node
+            continue
+        for user, slot in users.get(node.output[0], []):
+            user.input[slot] = kept[key].output[0]
+        remove.append(node)
+        if kept[key].name not in shared:
+            shared.append(kept[key].name)
+    for node in remove:
+        graph.node.remove(node)
+    return shared
+
+
+def activations_as_uint8(model) -> list:
+    """CPU targets: every activation QuantizeLinear/DequantizeLinear with the symmetric int8
+    zero point 0 uses uint8 with zero point 128 instead, the same scale: ``q_u8 = q_s8 + 128``
+    for every value, clamps included, so the graph computes the same numbers.  ORT CPU runs
+    u8 activations x s8 weights either way (its ``QDQS8ToU8`` pass converts), but that pass
+    leaves a QuantizeLinear with several readers in int8, and ORT's CPU selectors then fuse
+    neither it nor its readers; in uint8 they do.  Weights stay int8.  In place; returns the
+    node names."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    done = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        if node.op_type == "DequantizeLinear" and node.input[0] in consts:
+            continue  # a weight (or bias): stays int8
+        zp = consts.get(node.input[2])
+        if zp is None or zp.dtype != np.int8 or zp.size != 1 or int(zp) != 0:
+            continue
+        node.input[2] = U8_ZERO_POINT
+        done.append(node.name)
+    if done and U8_ZERO_POINT not in consts:
+        graph.initializer.append(numpy_helper.from_array(np.array(128, np.uint8), U8_ZERO_POINT))
+    used = {name for n in graph.node for name in n.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return done
+
+
+def activations_as_int8(model) -> list:
+    """The inverse of :func:`activations_as_uint8` (exact): uint8 activations with zero point 128
+    back to int8 with zero point 0 -- the symmetric int8 graph TensorRT's rules are checked on.
+    In place; returns the node names."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    done = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 3:
+            continue
+        zp = consts.get(node.input[2])
+        if zp is None or zp.dtype != np.uint8 or zp.size != 1 or int(zp) != 128 \
+                or (node.op_type == "DequantizeLinear" and node.input[0] in consts):
+            continue
+        node.input[2] = S8_ZERO_POINT
+        done.append(node.name)
+    if done and S8_ZERO_POINT not in consts:
+        graph.initializer.append(numpy_helper.from_array(np.array(0, np.int8), S8_ZERO_POINT))
+    return done
