@@ -206,3 +206,43 @@ def test_global_pool_as_reduce_mean_keeps_values_and_frees_the_layout(tmp_path):
     assert ops_after.count("QLinearConv") == ops_before.count("QLinearConv") == 2
     q_ref, q_got = _run(onnx.load(str(before)), feeds), _run(onnx.load(str(after)), feeds)
     assert np.abs(q_got["y"] - q_ref["y"]).max() <= ranges["m"] / 127 * 1e-3
+
+
+def _residual_model(seed=0, c=8):
+    """conv -> Relu -> {conv -> Relu -> conv, identity} -> Add -> Relu -> {conv, conv}: ReLU forks."""
+    rng = np.random.default_rng(seed)
+    inits = [numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.3).astype(np.float32), f"w{i}")
+             for i in range(5)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="stem", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "r0"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["r2"], name="relu2"),
+             helper.make_node("Conv", ["r2", "w3"], ["y3"], name="head_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["r2", "w4"], ["y4"], name="head_b", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["y3", "y4"], ["y"], name="out")]
+    return _model(nodes, inits, [1, c, 10, 9])
+
+
+def test_uint8_activations_fuse_relu_forks_exactly(tmp_path):
+    from edgepose.quant.placement import activations_as_int8
+
+    model = _residual_model()
+    rng = np.random.default_rng(7)
+    feeds = [{"x": rng.standard_normal((1, 8, 10, 9)).astype(np.float32)} for _ in range(3)]
+    trt, _ = _se_int8(model, feeds, tmp_path / "trt.onnx", cpu=False)  # the TensorRT-rules graph
+    cpu, _ = _se_int8(model, feeds, tmp_path / "cpu.onnx", cpu=True)
+    stored = onnx.load(str(cpu))
+    zps = {numpy_helper.to_array(i).dtype.name for i in stored.graph.initializer if "zero_point" in i.name}
+    assert "uint8" in zps  # activations in uint8 (zero point 128), weights int8
+    assert lint_qdq(cpu) == [] and lint_qdq(trt) == []  # a CPU file is linted as the int8 graph it re-expresses
+    ops_trt, ops_cpu = _ort_ops(trt, tmp_path), _ort_ops(cpu, tmp_path)
+    assert ops_trt.count("Relu") >= 2  # the forks' ReLUs ran in float
+    assert "Relu" not in ops_cpu and ops_cpu.count("QLinearLeakyRelu") == 3
+    assert ops_cpu.count("QLinearConv") == 5  # every conv, the fork readers included
+    ref, got = _run(onnx.load(str(trt)), feeds), _run(stored, feeds)
+    assert np.abs(got["y"] - ref["y"]).max() <= 1e-5 * np.abs(ref["y"]).max()
+    back = onnx.load(str(cpu))
+    assert activations_as_int8(back) and lint_qdq(back) == []
