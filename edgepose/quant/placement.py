@@ -13,7 +13,10 @@ checked by :mod:`edgepose.quant.lint`).
   between two QLinearConvs.  ORT fuses ``DQ -> LeakyRelu -> Q`` into ``QLinearLeakyRelu`` (one
   int8 -> int8 table lookup), and ``LeakyRelu(alpha=0)`` *is* ``Relu``, so the rewrite is exact
   and keeps the same two scales; the Q/DQ graph stays symmetric int8.  A Relu feeding several
-  QuantizeLinear nodes (a residual fork) stays: ORT's fusion needs one.
+  QuantizeLinear nodes (a residual fork) needs :func:`share_equal_quantize` first.
+* :func:`share_equal_quantize` + :func:`activations_as_uint8` (CPU targets): one
+  QuantizeLinear per ReLU fork, activations stored as uint8 + 128 (exact), so ORT CPU fuses
+  int8 forks (see the functions).
 * :func:`quantize_equal_scale_concats`: the Concat of a split deconvolution's phase convs
   (which share one scale) gets a Q/DQ pair with that scale, so ORT runs it as QLinearConcat.
 * :func:`single_reader_conv_outputs` (CPU targets): a conv whose quantized output feeds
@@ -168,11 +171,12 @@ def relu_as_int8_lookup(model) -> list:
     return done
 
 
-# Tried and rejected (ORT 1.32, centernet_res18 512x512): sharing one QuantizeLinear between the
-# dedicated DequantizeLinear nodes of a residual fork saves a quantization per fork but stops
-# ORT's QDQ selectors from fusing more than half of the convs (25 -> 11 QLinearConv).  A float
-# Relu between two QLinearConvs cannot be fused on ORT with symmetric int8: its ReluQuantFusion
-# needs the zero point at the type's minimum (-128), which TensorRT's rules forbid.
+# History (ORT 1.32, centernet_res18 512x512): sharing one QuantizeLinear between the dedicated
+# DequantizeLinear nodes of a residual fork stopped ORT fusing half the convs (25 -> 11) while the
+# activations were int8 -- ORT's QDQS8ToU8 pass converts only single-reader pairs to uint8 and its
+# CPU selectors reject int8 activations.  With activations_as_uint8 the shared QuantizeLinear
+# fuses (share_equal_quantize).  ORT's ReluQuantFusion (zero point at the type's minimum) is not
+# exact for clipped ranges and is not used.
 
 
 U8_ZERO_POINT = "edgepose_uint8_zero_point_128"
