@@ -2,6 +2,8 @@
 
     python benchmarks/int8_models.py     # centernet_res18 512x512 (batch 1) + fastpose_res50 256x192 (batch 8)
     python benchmarks/int8_models.py --rounds 5 --models fastpose_res50 --pose-batch 8
+    python benchmarks/int8_models.py --det-batch 1,8 --before OLD_OUT   # + the INT8 files an older
+                                                                        # edgepose built (int8_before)
 
 The models are the zoo architectures at their real input sizes with random weights, BatchNorm
 statistics re-estimated on synthetic people images and heads rescaled (see
@@ -18,7 +20,8 @@ pairs, Transposes) and the fraction of the CPU's INT8 peak reached:
 
     fraction = 2 * MACs / INT8 latency / INT8 peak
 
-with MACs counted from the FP32 graph's Conv/Gemm/MatMul shapes and the INT8 peak measured on
+(also from process CPU time / threads: what the work would take on idle cores) with MACs
+counted from the FP32 graph's Conv/ConvTranspose/Gemm/MatMul shapes (real products only) and the INT8 peak measured on
 this machine with a big ``MatMulInteger`` (u8 x s8 -> int32, MLAS's VNNI/AVX2 kernel, the one
 QLinearConv uses) of 1024x1024x1024 on the same threads; the FP32 peak likewise with ``MatMul``.
 """
@@ -76,7 +79,8 @@ def _timed(session, feed) -> float:
 
 
 def count_macs(model_path) -> int:
-    """Multiply-adds of the Conv/Gemm/MatMul nodes (shapes from ONNX shape inference)."""
+    """Multiply-adds of the Conv/ConvTranspose/Gemm/MatMul nodes (shapes from ONNX shape
+    inference; a ConvTranspose counts its real products, not the zero taps of a rewrite)."""
     import onnx
     from onnx import numpy_helper
 
@@ -84,8 +88,14 @@ def count_macs(model_path) -> int:
     shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
               for vi in list(model.graph.value_info) + list(model.graph.output)}
     weights = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
+    for vi in model.graph.input:
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
     macs = 0
     for node in model.graph.node:
+        if node.op_type == "ConvTranspose" and node.input[1] in weights:
+            x = shapes.get(node.input[0])  # every input pixel meets every weight of its group once
+            if x and 0 not in x:
+                macs += int(np.prod(x)) * int(np.prod(weights[node.input[1]][1:]))
         if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[1] in weights:
             out = shapes.get(node.output[0])
             w = weights[node.input[1]]
@@ -96,7 +106,8 @@ def count_macs(model_path) -> int:
     return macs
 
 
-def build_variants(name: str, out: Path, batch: int, calib: int, threads: int, compare: bool = False) -> dict:
+def build_variants(name: str, out: Path, batch: int, calib: int, threads: int, compare: bool = False,
+                   before: Path | None = None) -> dict:
     """{precision: path} for FP32 (the export), FP16 and INT8 (as `build --int8 --cpu-rewrite`)."""
     from edgepose.quant import calibration as C
     from edgepose.quant.fp16 import convert_fp16
@@ -117,6 +128,11 @@ def build_variants(name: str, out: Path, batch: int, calib: int, threads: int, c
     if compare:  # the placement before edgepose.quant.placement
         paths["int8_before"] = out / f"{name}.b{batch}.int8_before.onnx"
         quantize_int8(prepared, ranges, paths["int8_before"], nodes_to_exclude=keep, improve_placement=False)
+    if before is not None:  # the INT8 file an earlier edgepose built from the same export
+        old = Path(before) / paths["int8"].name
+        if not old.is_file():
+            raise SystemExit(f"--before {before}: {old.name} is missing; build it with that version first")
+        paths["int8_before"] = old
     return paths
 
 
@@ -169,27 +185,37 @@ def interleaved_ms(paths: dict, feed_fp32: np.ndarray, rounds: int, threads: int
 def _row(batch, paths, times, peak, threads) -> dict:
     macs = count_macs(paths["fp32"])
     ms, cpu = times["wall"], times["cpu"]
-    return {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()},
+    fractions = {k: round(2 * macs / (v / 1000) / 1e9 / peak["int8" if k.startswith("int8") else "fp32"], 3)
+                 for k, v in ms.items() if k != "fp16"}
+    # the same from process CPU time spread over the threads: what the work would take on idle cores
+    cpu_fractions = {k: round(2 * macs / (v / 1000 / threads) / 1e9 / peak["int8" if k.startswith("int8") else "fp32"], 3)
+                     for k, v in cpu.items() if k != "fp16"}
+    return {"batch": batch, "ms": {k: round(v, 2) for k, v in ms.items()}, "peak_fraction": fractions,
+            "peak_fraction_cpu_time": cpu_fractions,
             "cpu_ms": {k: round(v, 2) for k, v in cpu.items()},
             "speedup_vs_fp32": {k: round(ms["fp32"] / v, 3) for k, v in ms.items()},
             "cpu_speedup_vs_fp32": {k: round(cpu["fp32"] / v, 3) for k, v in cpu.items()},
             "gmacs": round(macs / 1e9, 2),
             "int8_peak_fraction": round(2 * macs / (ms["int8"] / 1000) / 1e9 / peak["int8"], 3),
             "fp32_peak_fraction": round(2 * macs / (ms["fp32"] / 1000) / 1e9 / peak["fp32"], 3),
-            "int8_ort_graph": ort_graph_counts(paths["int8"], threads)}
+            "int8_ort_graph": ort_graph_counts(paths["int8"], threads),
+            **({"int8_before_ort_graph": ort_graph_counts(paths["int8_before"], threads)} if "int8_before" in paths else {})}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="out/int8_models", help="folder for the ONNX files and int8_models.json")
     ap.add_argument("--models", default="centernet_res18,fastpose_res50")
-    ap.add_argument("--det-batch", type=int, default=1)
+    ap.add_argument("--det-batch", default="1", help="detector batch sizes, comma-separated (e.g. 1,8)")
     ap.add_argument("--pose-batch", type=int, default=8)
     ap.add_argument("--calib", type=int, default=8, help="calibration inputs per model")
     ap.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--compare-placement", action="store_true",
                     help="also time INT8 without the placement fixes of edgepose.quant.placement (int8_before)")
+    ap.add_argument("--before", default=None,
+                    help="folder with the INT8 files an earlier edgepose built for the same exports (this script's "
+                         "--out of that version): timed interleaved as int8_before")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,11 +223,12 @@ def main(argv=None) -> int:
     report = {"weights": "random (BatchNorm re-estimated, heads rescaled): timing only",
               "threads": args.threads, "peak_gops": {k: round(v, 1) for k, v in peak.items()}, "models": {}}
     rows = {}
-    for name in args.models.split(","):
-        batch = args.pose_batch if ROLES.get(name) == "pose" else args.det_batch
-        paths = build_variants(name, out, batch, args.calib, args.threads, args.compare_placement)
+    runs = [(name, batch) for name in args.models.split(",")
+            for batch in ([args.pose_batch] if ROLES.get(name) == "pose" else [int(b) for b in args.det_batch.split(",")])]
+    for name, batch in runs:
+        paths = build_variants(name, out, batch, args.calib, args.threads, args.compare_placement, args.before)
         ms = interleaved_ms(paths, sample_inputs(name, batch, seed=900), args.rounds, args.threads)
-        rows[name] = (batch, paths, ms)
+        rows[f"{name}.b{batch}"] = (batch, paths, ms)
         for kind, value in matmul_peak_gops(args.threads).items():  # best of several: load only lowers it
             peak[kind] = max(peak[kind], value)
     report["peak_gops"] = {k: round(v, 1) for k, v in peak.items()}
@@ -211,12 +238,14 @@ def main(argv=None) -> int:
         report["models"][name] = row = _row(batch, paths, times, peak, args.threads)
         ms, speed, cpu_speed = times["wall"], row["speedup_vs_fp32"], row["cpu_speedup_vs_fp32"]
         before = (f" (before: {ms['int8_before']:.1f} ms, {speed['int8_before']:.2f}x; CPU time "
-                  f"{cpu_speed['int8_before']:.2f}x)" if "int8_before" in ms else "")
+                  f"{cpu_speed['int8_before']:.2f}x; {row['peak_fraction']['int8_before'] * 100:.0f}% of INT8 peak)"
+                  if "int8_before" in ms else "")
         print(f"{name} (random weights) batch {batch}: FP32 {ms['fp32']:.1f} ms, FP16 {ms['fp16']:.1f} ms, "
               f"INT8 {ms['int8']:.1f} ms -> INT8 {speed['int8']:.2f}x FP32 (CPU time {cpu_speed['int8']:.2f}x)"
               f"{before}; "
               f"{row['int8_peak_fraction'] * 100:.0f}% of INT8 peak, FP32 at {row['fp32_peak_fraction'] * 100:.0f}% "
-              f"of FP32 peak; ORT INT8 graph {row['int8_ort_graph']}")
+              f"of FP32 peak (from CPU time: INT8 {row['peak_fraction_cpu_time']} of peak); "
+              f"ORT INT8 graph {row['int8_ort_graph']}")
     (out / "int8_models.json").write_text(json.dumps(report, indent=2))
     return 0
 

@@ -143,20 +143,20 @@ def heatmap_to_coords(heatmaps, crop_boxes):
         raise UsageError(f"{n} heatmap sets but {len(boxes)} crop boxes; pass one crop box per person")
     if n == 0:
         return np.zeros((0, j, 2), np.float32), np.zeros((0, j, 1), np.float32)
-    flat = hms.reshape(n, j, -1)
-    idx = flat.argmax(axis=2)
-    maxvals = np.take_along_axis(flat, idx[..., None], axis=2)  # [N, J, 1]
-    coords = np.stack([idx % w, idx // w], axis=2).astype(np.float32)
-    coords *= (maxvals > 0).astype(np.float32)
-    px = coords[..., 0].astype(np.int64)
-    py = coords[..., 1].astype(np.int64)
+    flat = hms.reshape(n * j, h * w)  # one row per (person, joint): flat indices, no meshgrid
+    idx = flat.argmax(axis=1)
+    rows = np.arange(n * j)
+    maxvals = flat[rows, idx].reshape(n, j, 1)
+    positive = maxvals.reshape(-1) > 0
+    px = np.where(positive, idx % w, 0)
+    py = np.where(positive, idx // w, 0)
+    coords = np.stack([px, py], axis=1).astype(np.float32)
     inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-    pxc, pyc = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
-    nn, jj = np.meshgrid(np.arange(n), np.arange(j), indexing="ij")
-    dx = hms[nn, jj, pyc, pxc + 1] - hms[nn, jj, pyc, pxc - 1]
-    dy = hms[nn, jj, pyc + 1, pxc] - hms[nn, jj, pyc - 1, pxc]
-    step = np.stack([np.sign(dx), np.sign(dy)], axis=2).astype(np.float32) * np.float32(0.25)
-    coords = coords + step * inside[..., None]
+    at = np.clip(py, 1, h - 2) * w + np.clip(px, 1, w - 2)
+    dx = flat[rows, at + 1] - flat[rows, at - 1]
+    dy = flat[rows, at + w] - flat[rows, at - w]
+    step = np.stack([np.sign(dx), np.sign(dy)], axis=1).astype(np.float32) * np.float32(0.25)
+    coords = (coords + step * inside[:, None]).reshape(n, j, 2)
     return backproject_keypoints(coords, boxes, (h, w)), maxvals.astype(np.float32)
 
 

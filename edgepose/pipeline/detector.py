@@ -89,6 +89,7 @@ class Detector:
         self.det_mode = det_mode
         self.caps = CapCounter()
         self._pixels = self._tensor = None  # fix_res buffers, allocated on the first frame
+        self._geometry = {}  # fix_res: {frame (h, w): ctdet_geometry info} of the last frame size
 
     def __call__(self, frame) -> Detections:
         """Person boxes of a BGR uint8 frame, best first."""
@@ -111,7 +112,14 @@ class Detector:
             return preprocess.ctdet_preprocess(frame, self.meta, mode=self.det_mode)
         import cv2
 
-        resized, info = preprocess.ctdet_geometry(frame, self.meta, mode="fix_res")
+        preprocess.check_image(frame, "frame")
+        info = self._geometry.get(frame.shape[:2])
+        if info is None:  # the geometry (both affine transforms) depends only on the frame size
+            _, info = preprocess.ctdet_geometry(frame, self.meta, mode="fix_res")
+            info["trans_output_inv"] = preprocess.ctdet_output_inverse(info)
+            self._geometry = {frame.shape[:2]: info}
+        info = dict(info)
+        resized = frame  # test scale 1: ctdet_geometry returns the frame itself
         size = (info["inp_h"], info["inp_w"])
         if self._pixels is None or self._pixels.shape[1:3] != size:
             self._pixels = np.empty((1,) + size + (3,), np.uint8)

@@ -54,7 +54,7 @@ class PoseEstimator:
             raise UsageError(f"{runner.name} decodes keypoints inside the graph, so flip test cannot "
                              "average heatmaps; drop --flip or export the pose model without the in-graph decoder")
         self.flip = bool(flip)
-        self._buffer = None  # crop batch, grown to the most people seen in a frame
+        self._buffer = self._pixels = None  # crop batch (and its pixels), grown to the most people in a frame
 
     def __call__(self, frame, boxes) -> Poses:
         """Keypoints for ``boxes [N,4]`` (xyxy image px) in a BGR uint8 frame."""
@@ -75,7 +75,8 @@ class PoseEstimator:
         if self._buffer is None or self._buffer.shape[0] < n:
             dtype = self.runner.inputs[0].dtype or np.float32
             self._buffer = np.empty((max(n, 1), 3, h, w), dtype)
-        return preprocess.crop_people(frame, boxes, self.meta, out=self._buffer)
+            self._pixels = np.empty((max(n, 1), h, w, 3), np.uint8)  # warped crops, reused (no page faults)
+        return preprocess.crop_people(frame, boxes, self.meta, out=self._buffer, pixels=self._pixels)
 
     def infer(self, batch) -> dict:
         """Pose outputs for the crops (flip test averaged in when on)."""

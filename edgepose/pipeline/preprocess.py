@@ -23,6 +23,11 @@ __all__ = [
 ]
 
 
+def check_image(image, what="image"):
+    """``image`` itself when it is a non-empty HxWx3 NumPy array; UsageError naming the fix otherwise."""
+    return _check_image(image, what)
+
+
 def _check_image(image, what="image"):
     if not isinstance(image, np.ndarray):
         raise UsageError(f"{what} must be a NumPy array (HxWx3 BGR as read by cv2), got {type(image).__name__}")
@@ -158,6 +163,12 @@ def normalize_into(images_hwc, out, meta, skip_scale=None):
     return out
 
 
+def ctdet_output_inverse(info):
+    """The output-map -> image transform :func:`ctdet_postprocess` applies for ``info``
+    (cache it as ``info["trans_output_inv"]`` when many frames share one geometry)."""
+    return get_affine_transform(info["c"], info["s"], 0, (info["out_w"], info["out_h"]), inv=True)
+
+
 def ctdet_postprocess(dets, info, test_scale=1.0):
     """Map decoded rows ``(x1, y1, x2, y2, score, cls)`` from output-map to image pixels.
 
@@ -176,7 +187,9 @@ def ctdet_postprocess(dets, info, test_scale=1.0):
         raise UsageError("info must be the dict returned by ctdet_preprocess (keys c, s, out_h, out_w)") from None
     if test_scale is None or test_scale <= 0:
         raise UsageError(f"test_scale must be a positive number, got {test_scale!r}")
-    inv = get_affine_transform(c, s, 0, (out_w, out_h), inv=True)
+    inv = info.get("trans_output_inv")
+    if inv is None:
+        inv = get_affine_transform(c, s, 0, (out_w, out_h), inv=True)
     out = dets.copy()
     out[:, 0:2] = affine_points(dets[:, 0:2], inv)
     out[:, 2:4] = affine_points(dets[:, 2:4], inv)
@@ -208,7 +221,7 @@ def box_to_center_scale(boxes_xyxy, aspect_ratio=0.75, scale_mult=1.25):
     return centers, scales
 
 
-def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None):
+def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None, pixels=None):
     """AlphaPose ``test_transform`` for every box: ``(batch [N,3,H,W], crop_boxes [N,4])``.
 
     Each box is turned into a centre/scale (``box_to_center_scale`` with aspect ``W/H`` of
@@ -221,7 +234,8 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None)
     ``out``: a preallocated ``[M>=N,3,H,W]`` float32/float16 array to write into (the result
     is ``out[:N]``); float32 is allocated otherwise.  ``official_max_quirk=True`` reproduces
     AlphaPose's ``im_to_torch``, which divides by 255 only when the crop's maximum is above 1;
-    the default always scales.
+    the default always scales.  ``pixels``: a reusable ``[M>=N,H,W,3]`` uint8 scratch buffer for
+    the warped crops (allocated when None or too small).
     """
     import cv2
 
@@ -242,7 +256,10 @@ def crop_people(image_bgr, boxes_xyxy, meta, official_max_quirk=False, out=None)
         out = np.empty((n, 3, inp_h, inp_w), dtype=np.float32)
     elif out.shape[0] < n or tuple(out.shape[1:]) != (3, inp_h, inp_w):
         raise UsageError(f"crop buffer {out.shape} cannot hold {n} crops of 3x{inp_h}x{inp_w}")
-    pixels = np.empty((n, inp_h, inp_w, 3), dtype=image_bgr.dtype)
+    if pixels is None or pixels.shape[0] < n or pixels.shape[1:] != (inp_h, inp_w, 3) \
+            or pixels.dtype != image_bgr.dtype:
+        pixels = np.empty((n, inp_h, inp_w, 3), dtype=image_bgr.dtype)
+    pixels = pixels[:n]
     for i in range(n):  # one OpenCV call per crop; everything else is batched
         trans = get_affine_transform(centers[i], scales[i], 0, (inp_w, inp_h))
         cv2.warpAffine(image_bgr, trans, (inp_w, inp_h), dst=pixels[i], flags=cv2.INTER_LINEAR)

@@ -37,13 +37,15 @@ CPU_TARGET_KEY = "edgepose.int8_cpu_target"
 
 def prepare_fp32(model, cpu_rewrite: bool = False):
     """The FP32 graph that is calibrated and quantized: BatchNorms folded into their convs
-    and, with ``cpu_rewrite``, ConvTranspose -> Conv + DepthToSpace (see
-    :func:`edgepose.quant.rewrite.deconv_to_conv_d2s`) and the graph marked as a CPU target
-    (``quantize_int8`` then runs Relus as int8 lookups).  Both passes are exact.  Returns
-    ``(model, info)``."""
+    and, with ``cpu_rewrite``, ConvTranspose -> Conv (one per output phase) + DepthToSpace (see
+    :func:`edgepose.quant.rewrite.deconv_to_conv_d2s`), ``Relu -> DepthToSpace`` swapped,
+    GlobalAveragePool as ReduceMean (:mod:`edgepose.quant.rewrite`) and the graph marked as a
+    CPU target (``quantize_int8`` then runs Relus as int8 lookups).  Every pass is exact (up to
+    float rounding).  Returns ``(model, info)``."""
     import onnx
 
-    from edgepose.quant.rewrite import deconv_to_conv_d2s, fold_batchnorm
+    from edgepose.quant.rewrite import (deconv_to_conv_d2s, fold_batchnorm, global_pool_as_reduce_mean,
+                                        relu_after_depth_to_space)
 
     src = load_model(model)
     model = onnx.ModelProto()
@@ -51,11 +53,13 @@ def prepare_fp32(model, cpu_rewrite: bool = False):
     model, folded = fold_batchnorm(model)
     rewritten = []
     if cpu_rewrite:
-        model, rewritten = deconv_to_conv_d2s(model)
+        model, rewritten = deconv_to_conv_d2s(model, split_phases=True)
+        relu_after_depth_to_space(model)  # DUC: pixel shuffle on the conv's int8 output
     del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model)
-    if cpu_rewrite:  # quantize_int8 reads it: CPU-only placement (Relu as an int8 lookup)
-        model.metadata_props.add(key=CPU_TARGET_KEY, value="1")
+    if cpu_rewrite:
+        global_pool_as_reduce_mean(model)  # SE blocks: a pool ORT's layout optimiser moves transposes through
+        model.metadata_props.add(key=CPU_TARGET_KEY, value="1")  # quantize_int8: CPU-only placement
     return model, {"bn_folded": folded, "deconv_rewritten": rewritten}
 
 
@@ -140,7 +144,10 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
 
     from edgepose.io_utils import atomic_path
     from edgepose.metadata import attach_metadata, metadata_from_proto
-    from edgepose.quant.placement import quantize_through_data_movement, relu_as_int8_lookup
+    from edgepose.quant.placement import (activations_as_uint8, dedicated_pair_per_reader, quantize_equal_scale_concats,
+                                          quantize_through_data_movement, relu_as_int8_lookup, share_equal_quantize,
+                                          single_reader_conv_outputs)
+    from edgepose.quant.rewrite import tie_phase_ranges
 
     model = name_nodes(load_model(model))
     if meta is None:
@@ -150,14 +157,16 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
     unknown = sorted(set(nodes_to_exclude) - known)
     if unknown:
         raise QuantizationError(f"nodes_to_exclude names nodes that are not in the graph: {unknown[:5]}")
-    qmodel = _quantize_static_qdq(model, ranges, nodes_to_exclude, op_types)
+    cpu_target = any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props)
+    qmodel = _quantize_static_qdq(model, tie_phase_ranges(model, ranges), nodes_to_exclude, op_types)
     if improve_placement:
-        from edgepose.quant.placement import dedicated_pair_per_reader
-
         dedicated_pair_per_reader(qmodel)  # a conv sharing its input DQ with float ops: ORT fuses it
+        quantize_equal_scale_concats(qmodel)  # split deconvolutions' phases: Concat on int8
         quantize_through_data_movement(qmodel)
-        if any(p.key == CPU_TARGET_KEY and p.value == "1" for p in model.metadata_props):
+        if cpu_target:
+            share_equal_quantize(qmodel)  # ReLU forks: one QuantizeLinear, so the ReLU is a lookup too
             relu_as_int8_lookup(qmodel)
+            single_reader_conv_outputs(qmodel)
     if not quantize_outputs:
         drop_output_qdq(qmodel)
     if meta is not None:
@@ -168,6 +177,10 @@ def quantize_int8(model, ranges: dict, out_path, nodes_to_exclude=(), op_types=Q
         from edgepose.quant.lint import check_qdq
 
         check_qdq(qmodel, allow_float=set(nodes_to_exclude))
+    if improve_placement and cpu_target:
+        activations_as_uint8(qmodel)  # exact; lets ORT CPU fuse int8 forks (lint checks the int8 form)
+        if not any(p.key == CPU_TARGET_KEY for p in qmodel.metadata_props):
+            qmodel.metadata_props.add(key=CPU_TARGET_KEY, value="1")  # lint_qdq reads it
     if out_path is not None:
         with atomic_path(out_path) as tmp_path:
             onnx.save(qmodel, str(tmp_path))

@@ -82,8 +82,21 @@ def _weight_axis(consumer, rank: int) -> int:
 
 def lint_qdq(model, allow_float=(), require_per_channel: bool = True) -> list:
     """Lint ``model`` (path or ModelProto).  ``allow_float``: node names deliberately kept
-    in higher precision (accuracy budget) -- they may lack Q/DQ."""
-    linter = _Linter(load_model(model).graph, require_per_channel)
+    in higher precision (accuracy budget) -- they may lack Q/DQ.  An ORT-CPU-only file
+    (``--cpu-rewrite``) stores its symmetric int8 activations as uint8 with zero point 128
+    (exact, :func:`edgepose.quant.placement.activations_as_uint8`); it is checked as the int8
+    graph it re-expresses."""
+    model = load_model(model)
+    if any(p.key == "edgepose.int8_cpu_target" and p.value == "1" for p in model.metadata_props):
+        import onnx
+
+        from edgepose.quant.placement import activations_as_int8
+
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        activations_as_int8(copy)
+        model = copy
+    linter = _Linter(model.graph, require_per_channel)
     for node in linter.graph.node:
         if node.op_type in _OPERATOR_QUANT:
             linter.add("qlinear-op", node, f"{node.op_type} is an operator-style quantized op; TensorRT needs Q/DQ "
