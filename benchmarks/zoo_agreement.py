@@ -1,0 +1,182 @@
+"""INT8 agreement with FP32, per calibration method, of the real-size zoo models (RANDOM weights).
+
+    python benchmarks/zoo_agreement.py --out build/zoo_agreement                 # res18, dla34, resdcn18
+    python benchmarks/zoo_agreement.py --models res18 --calib-size 32 --cpu-rewrite
+
+For each pair -- ``res18`` (centernet_res18 + fastpose_res50), ``resdcn18`` (centernet_resdcn18 +
+simplepose_res50), ``dla34`` (centernet_dla34 + fastpose_res50) -- the models are made at their
+real sizes (detector 512x512 unless ``--det-size``, pose 256x192) with random weights,
+BatchNorm statistics re-estimated on synthetic people images and heads rescaled so they find
+"people" (``benchmarks/real_size_models.py``), exported with ``edgepose.export.torch2onnx`` (the
+export API: checked against PyTorch on ONNX Runtime) and built with the real CLI,
+``python -m edgepose build --int8`` (default ``--calib-method``: every method is scored and the
+best one kept).  The calibration set is a folder of the same synthetic people scenes
+real_size_models.py normalises its BatchNorm on (``scene_with_people``, 1-4 people, at the
+detector's input size), other seeds; the pose model calibrates on the FP32 detector's crops.
+
+From each ``report.json`` it collects, per model, the agreement of every method with FP32 on
+the held-out images (detector: box AP of INT8 people vs FP32 people + person-count ratio;
+pose: keypoint AP (OKS) vs FP32 on the same crops), the method chosen, the layers kept in FP32
+and the final agreement, plus the build's wall time; prints one Markdown table and writes
+``OUT/zoo_agreement.json``.  A build that fails (non-zero exit) is a row with its error line.
+The weights are random: this measures INT8-vs-FP32 agreement, never accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_size_models import realistic_random_model  # noqa: E402
+
+PAIRS = {"res18": ("centernet_res18", "fastpose_res50"),
+         "resdcn18": ("centernet_resdcn18", "simplepose_res50"),
+         "dla34": ("centernet_dla34", "fastpose_res50")}
+METHODS = ("entropy", "minmax", "percentile", "mse")
+
+
+def export_model(name: str, out_dir: Path, input_size=None, batch=1) -> Path:
+    """The realistic random ``name`` exported (kept when already there) with the export API."""
+    from edgepose.export import torch2onnx
+
+    suffix = "" if input_size is None else f".{input_size[0]}x{input_size[1]}"
+    path = out_dir / f"{name}{suffix}.fp32.onnx"
+    if not path.is_file():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch2onnx(realistic_random_model(name), path, input_size=input_size, batch=batch)
+    return path
+
+
+def write_frames(folder: Path, count: int, size, seed: int) -> Path:
+    """``count`` synthetic people scenes (1-4 people, ``size`` = (H, W)) as PNGs in ``folder``."""
+    import cv2
+
+    from edgepose.data.synthetic import scene_with_people
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = folder / f"frame_{i:04d}.png"
+        if not path.is_file():
+            cv2.imwrite(str(path), scene_with_people(seed + i, 1 + i % 4, image_size=tuple(size))[0])
+    return folder
+
+
+def run_build(det: Path, pose: Path, frames: Path, out: Path, args, cpu_rewrite: bool) -> dict:
+    """``edgepose build --int8`` through the CLI; ``{"rc", "wall_s", "report" | "error"}``."""
+    cmd = [sys.executable, "-m", "edgepose", "build", "--int8", "--det", str(det), "--pose", str(pose),
+           "--calib", str(frames), "--calib-size", str(args.calib_size), "--threads", str(args.threads),
+           "--out", str(out)]
+    if cpu_rewrite:
+        cmd.append("--cpu-rewrite")
+    if args.calib_method:
+        cmd += ["--calib-method", args.calib_method]
+    log_path = out.parent / f"{out.name}.log"
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    result = {"rc": rc, "wall_s": round(time.perf_counter() - t0, 1), "log": str(log_path), "command": cmd}
+    if rc == 0:
+        result["report"] = json.loads((out / "report.json").read_text())
+    else:
+        lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+        result["error"] = lines[-1] if lines else f"exit {rc}, no output"
+    return result
+
+
+def summarise(role_entry: dict) -> dict:
+    """Per-method agreement, the choice, FP32 layers kept and the final agreement of one model."""
+    agreement = role_entry.get("agreement", {})
+    return {"methods": agreement.get("methods", {}), "chosen": agreement.get("chosen"),
+            "chosen_by": agreement.get("chosen_by"), "final": agreement.get("final", {}),
+            "kept_fp32_for_agreement": agreement.get("kept_fp32_for_agreement", 0),
+            "fp32_nodes": role_entry.get("fp32_nodes", []), "held_out_images": agreement.get("held_out_images")}
+
+
+def _ap(entry: dict) -> str:
+    ap = entry.get("ap_vs_fp32")
+    if ap is None:
+        return "n/a"
+    ratio = entry.get("count_ratio")
+    return f"{ap:.3f}" + ("" if ratio is None or "people_fp32" not in entry else f" ({ratio:.2f})")
+
+
+def table(rows: list) -> str:
+    """One Markdown table: a line per model of every build."""
+    head = ("| pair | build | model | " + " | ".join(METHODS) + " | chosen | FP32 layers kept | final | "
+            "calib images / crops | wall s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for row in rows:
+        if row["rc"] != 0:
+            lines.append(f"| {row['pair']} | {row['build']} | - | FAILED (exit {row['rc']}): {row['error']} |"
+                         + " |" * 8 + f" {row['wall_s']} |")
+            continue
+        for role in ("det", "pose"):
+            s = row["models"][role]
+            cells = [_ap(s["methods"].get(m, {})) for m in METHODS]
+            det_line = role == "det"
+            lines.append(f"| {row['pair']} | {row['build']} | {row['names'][role]} | " + " | ".join(cells)
+                         + f" | {s['chosen']} | {len(s['fp32_nodes'])} | {_ap(s['final'])} | "
+                         + (f"{row['calibration'].get('det_images')} / {row['calibration'].get('pose_crops')}"
+                            f" | {row['wall_s']} |" if det_line else " | |"))
+    return "\n".join(lines)
+
+
+def run_pair(pair: str, args, out: Path, frames: Path, det_size, cpu_rewrite: bool) -> dict:
+    det_name, pose_name = PAIRS[pair]
+    models = out / "models"
+    det = export_model(det_name, models, input_size=det_size)
+    pose = export_model(pose_name, models, batch="dynamic")
+    build = "int8 --cpu-rewrite" if cpu_rewrite else "int8"
+    build_dir = out / f"{pair}{'_cpu' if cpu_rewrite else ''}"
+    result = run_build(det, pose, frames, build_dir, args, cpu_rewrite)
+    row = {"pair": pair, "build": build, "names": {"det": det_name, "pose": pose_name}, **result}
+    if result["rc"] == 0:
+        report = row.pop("report")
+        row["calibration"] = report.get("calibration", {})
+        row["models"] = {role: summarise(report["models"][role]) for role in ("det", "pose")}
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="build/zoo_agreement", help="folder for models, frames, builds, JSON")
+    ap.add_argument("--models", default="res18,dla34,resdcn18", help=f"pairs, comma-separated: {','.join(PAIRS)}")
+    ap.add_argument("--calib-size", type=int, default=64, help="build --calib-size (images / pose crops)")
+    ap.add_argument("--frames", type=int, default=None,
+                    help="synthetic frames written (default: calib-size plus the held-out quarter)")
+    ap.add_argument("--det-size", default=None, help="detector input HxW (default: the model's, 512x512)")
+    ap.add_argument("--calib-method", default=None, help="force one method (default: chosen by agreement)")
+    ap.add_argument("--cpu-rewrite", action="store_true", help="also build each pair with --cpu-rewrite")
+    ap.add_argument("--cpu-rewrite-only", action="store_true", help="only the --cpu-rewrite builds")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=2000, help="first scene seed of the calibration frames")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    det_size = tuple(int(v) for v in args.det_size.lower().split("x")) if args.det_size else None
+    frame_size = det_size or (512, 512)
+    count = args.frames or args.calib_size + max(1, round(args.calib_size / 4))
+    frames = write_frames(out / f"frames_{frame_size[0]}x{frame_size[1]}", count, frame_size, args.seed)
+    variants = [True] if args.cpu_rewrite_only else [False, True] if args.cpu_rewrite else [False]
+    json_path = out / "zoo_agreement.json"
+    rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []  # earlier pairs kept
+    for pair in args.models.split(","):
+        if pair not in PAIRS:
+            ap.error(f"--models: unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
+        for cpu_rewrite in variants:
+            row = run_pair(pair, args, out, frames, det_size, cpu_rewrite)
+            rows = [r for r in rows if (r["pair"], r["build"]) != (row["pair"], row["build"])] + [row]
+            json_path.write_text(json.dumps(
+                {"weights": "random (BatchNorm re-estimated, heads rescaled): agreement only, not accuracy",
+                 "calib_size": args.calib_size, "frames": count, "det_size": list(frame_size), "rows": rows},
+                indent=2))
+    print(table(rows))
+    return 0 if all(r["rc"] == 0 for r in rows) else 1  # every build so far in OUT
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
