@@ -73,8 +73,10 @@ def run_build(det: Path, pose: Path, frames: Path, out: Path, args, cpu_rewrite:
            "--out", str(out)]
     if cpu_rewrite:
         cmd.append("--cpu-rewrite")
-    if args.calib_method:
-        cmd += ["--calib-method", args.calib_method]
+    for flag, value in (("--calib-method", args.calib_method), ("--min-agreement", args.min_agreement),
+                        ("--max-fp32-layers", args.max_fp32_layers)):
+        if value is not None:
+            cmd += [flag, str(value)]
     log_path = out.parent / f"{out.name}.log"
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
@@ -134,12 +136,28 @@ def run_pair(pair: str, args, out: Path, frames: Path, det_size, cpu_rewrite: bo
     build = "int8 --cpu-rewrite" if cpu_rewrite else "int8"
     build_dir = out / f"{pair}{'_cpu' if cpu_rewrite else ''}"
     result = run_build(det, pose, frames, build_dir, args, cpu_rewrite)
-    row = {"pair": pair, "build": build, "names": {"det": det_name, "pose": pose_name}, **result}
+    row = {"pair": pair, "build": build, "names": {"det": det_name, "pose": pose_name},
+           "calib_size": args.calib_size, "det_size": list(det_size or (512, 512)), **result}
     if result["rc"] == 0:
         report = row.pop("report")
         row["calibration"] = report.get("calibration", {})
         row["models"] = {role: summarise(report["models"][role]) for role in ("det", "pose")}
     return row
+
+
+def _row_path(out: Path, row: dict) -> Path:
+    return out / f"{row['pair']}{'_cpu' if 'cpu-rewrite' in row['build'] else ''}.row.json"
+
+
+def collect_rows(out: Path) -> list:
+    """Every build's row in ``out`` (one ``<pair>[_cpu].row.json`` each), in a fixed order."""
+    order = {name: i for i, name in enumerate(PAIRS)}
+    merged = out / "zoo_agreement.json"
+    for row in json.loads(merged.read_text())["rows"] if merged.is_file() else []:  # rows kept in it only
+        if not _row_path(out, row).is_file():
+            _row_path(out, row).write_text(json.dumps(row, indent=2))
+    rows = [json.loads(p.read_text()) for p in out.glob("*.row.json")]
+    return sorted(rows, key=lambda r: (order.get(r["pair"], 99), r["build"]))
 
 
 def main(argv=None) -> int:
@@ -153,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-method", default=None, help="force one method (default: chosen by agreement)")
     ap.add_argument("--cpu-rewrite", action="store_true", help="also build each pair with --cpu-rewrite")
     ap.add_argument("--cpu-rewrite-only", action="store_true", help="only the --cpu-rewrite builds")
+    ap.add_argument("--min-agreement", type=float, default=None, help="build --min-agreement (default: the build's)")
+    ap.add_argument("--max-fp32-layers", type=int, default=None, help="build --max-fp32-layers (default: any)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2000, help="first scene seed of the calibration frames")
     args = ap.parse_args(argv)
@@ -161,21 +181,20 @@ def main(argv=None) -> int:
     frame_size = det_size or (512, 512)
     count = args.frames or args.calib_size + max(1, round(args.calib_size / 4))
     frames = write_frames(out / f"frames_{frame_size[0]}x{frame_size[1]}", count, frame_size, args.seed)
-    variants = [True] if args.cpu_rewrite_only else [False, True] if args.cpu_rewrite else [False]
-    json_path = out / "zoo_agreement.json"
-    rows = json.loads(json_path.read_text())["rows"] if json_path.is_file() else []  # earlier pairs kept
     for pair in args.models.split(","):
         if pair not in PAIRS:
             ap.error(f"--models: unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
-        for cpu_rewrite in variants:
+    variants = [True] if args.cpu_rewrite_only else [False, True] if args.cpu_rewrite else [False]
+    for cpu_rewrite in variants:
+        for pair in args.models.split(","):
             row = run_pair(pair, args, out, frames, det_size, cpu_rewrite)
-            rows = [r for r in rows if (r["pair"], r["build"]) != (row["pair"], row["build"])] + [row]
-            json_path.write_text(json.dumps(
-                {"weights": "random (BatchNorm re-estimated, heads rescaled): agreement only, not accuracy",
-                 "calib_size": args.calib_size, "frames": count, "det_size": list(frame_size), "rows": rows},
-                indent=2))
+            _row_path(out, row).write_text(json.dumps(row, indent=2))
+    rows = collect_rows(out)  # with the rows of earlier (or parallel) runs into the same OUT
+    (out / "zoo_agreement.json").write_text(json.dumps(
+        {"weights": "random (BatchNorm re-estimated, heads rescaled): agreement only, not accuracy",
+         "rows": rows}, indent=2))
     print(table(rows))
-    return 0 if all(r["rc"] == 0 for r in rows) else 1  # every build so far in OUT
+    return 0 if all(r["rc"] == 0 for r in rows) else 1  # every build in OUT
 
 
 if __name__ == "__main__":
