@@ -133,8 +133,9 @@ def run_pair(pair: str, args, out: Path, frames: Path, det_size, cpu_rewrite: bo
     models = out / "models"
     det = export_model(det_name, models, input_size=det_size)
     pose = export_model(pose_name, models, batch="dynamic")
-    build = "int8 --cpu-rewrite" if cpu_rewrite else "int8"
-    build_dir = out / f"{pair}{'_cpu' if cpu_rewrite else ''}"
+    build = "int8" + (" --cpu-rewrite" if cpu_rewrite else "") + (
+        "" if args.min_agreement is None else f" --min-agreement {args.min_agreement:g}")
+    build_dir = out / _slug(pair, build)
     result = run_build(det, pose, frames, build_dir, args, cpu_rewrite)
     row = {"pair": pair, "build": build, "names": {"det": det_name, "pose": pose_name},
            "calib_size": args.calib_size, "det_size": list(det_size or (512, 512)), **result}
@@ -145,8 +146,14 @@ def run_pair(pair: str, args, out: Path, frames: Path, det_size, cpu_rewrite: bo
     return row
 
 
+def _slug(pair: str, build: str) -> str:
+    """``res18`` for plain ``int8``, ``res18_cpu-rewrite_min-agreement-0`` for the variants."""
+    flags = build.split(" ", 1)[1] if " " in build else ""
+    return "_".join([pair] + [f.strip("-").replace(" ", "-") for f in flags.split(" --") if f])
+
+
 def _row_path(out: Path, row: dict) -> Path:
-    return out / f"{row['pair']}{'_cpu' if 'cpu-rewrite' in row['build'] else ''}.row.json"
+    return out / f"{_slug(row['pair'], row['build'])}.row.json"
 
 
 def collect_rows(out: Path) -> list:
