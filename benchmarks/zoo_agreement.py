@@ -66,6 +66,42 @@ def write_frames(folder: Path, count: int, size, seed: int) -> Path:
     return folder
 
 
+def noise_floor(det: Path, pose: Path, frames: Path, count: int, sigmas=(0.5, 2.0), threads=2) -> dict:
+    """How far FP32 agrees with itself when the input moves far less than INT8 moves it: box AP
+    of the detector on frames with Gaussian pixel noise (``sigma`` grey levels, rounded to uint8)
+    against its boxes on the clean frames, and keypoint AP of the pose model on the noisy frames
+    cropped with the clean frames' boxes (same boxes, as the build's pose agreement) against its
+    clean keypoints.  Same metric code as the build (``edgepose.workflows.agreement``)."""
+    import cv2
+    import numpy as np
+
+    from edgepose.eval.coco import evaluate
+    from edgepose.pipeline.pipeline import Pipeline
+    from edgepose.workflows.agreement import reference_doc
+
+    paths = sorted(frames.glob("*.png"))
+    images = [cv2.imread(str(p)) for p in paths[1::max(1, len(paths) // count)][:count]]
+    pipe = Pipeline.from_files(str(det), str(pose), backend="onnxruntime", score_threshold=0.1,
+                               runner_kw={"providers": ["CPUExecutionProvider"], "disable_cse": True,
+                                          "threads": threads})
+    rng = np.random.default_rng(0)
+    try:
+        found = [pipe.detector(im) for im in images]
+        clean = [r for i, (im, d) in enumerate(zip(images, found)) for r in pipe.finish(im, d).to_coco(i + 1)]
+        doc, result = reference_doc(clean, images), {"images": len(images), "people_fp32": len(clean)}
+        for sigma in sigmas:
+            noisy = [np.clip(im + rng.normal(0, sigma, im.shape), 0, 255).round().astype(np.uint8) for im in images]
+            det_recs = [r for i, im in enumerate(noisy) for r in pipe(im).to_coco(i + 1)]
+            pose_recs = [r for i, (im, d) in enumerate(zip(noisy, found)) for r in pipe.finish(im, d).to_coco(i + 1)]
+            result[f"sigma_{sigma:g}"] = {
+                "bbox_ap": round(float(evaluate(doc, det_recs, iou_types=("bbox",))["bbox_AP"]), 4),
+                "people": len(det_recs),
+                "keypoints_ap": round(float(evaluate(doc, pose_recs, iou_types=("keypoints",))["keypoints_AP"]), 4)}
+    finally:
+        pipe.close()
+    return result
+
+
 def run_build(det: Path, pose: Path, frames: Path, out: Path, args, cpu_rewrite: bool) -> dict:
     """``edgepose build --int8`` through the CLI; ``{"rc", "wall_s", "report" | "error"}``."""
     cmd = [sys.executable, "-m", "edgepose", "build", "--int8", "--det", str(det), "--pose", str(pose),
@@ -133,6 +169,11 @@ def run_pair(pair: str, args, out: Path, frames: Path, det_size, cpu_rewrite: bo
     models = out / "models"
     det = export_model(det_name, models, input_size=det_size)
     pose = export_model(pose_name, models, batch="dynamic")
+    noise_path = out / f"{pair}.noise_floor.json"
+    if args.noise_images and not noise_path.is_file():
+        noise_path.write_text(json.dumps(noise_floor(det, pose, frames, args.noise_images, threads=args.threads)))
+    if args.noise_only:
+        return None
     build = "int8" + (" --cpu-rewrite" if cpu_rewrite else "") + (
         "" if args.min_agreement is None else f" --min-agreement {args.min_agreement:g}")
     build_dir = out / _slug(pair, build)
@@ -164,6 +205,9 @@ def collect_rows(out: Path) -> list:
         if not _row_path(out, row).is_file():
             _row_path(out, row).write_text(json.dumps(row, indent=2))
     rows = [json.loads(p.read_text()) for p in out.glob("*.row.json")]
+    for row in rows:
+        noise = out / f"{row['pair']}.noise_floor.json"
+        row["noise_floor"] = json.loads(noise.read_text()) if noise.is_file() else None
     return sorted(rows, key=lambda r: (order.get(r["pair"], 99), r["build"]))
 
 
@@ -180,6 +224,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-rewrite-only", action="store_true", help="only the --cpu-rewrite builds")
     ap.add_argument("--min-agreement", type=float, default=None, help="build --min-agreement (default: the build's)")
     ap.add_argument("--max-fp32-layers", type=int, default=None, help="build --max-fp32-layers (default: any)")
+    ap.add_argument("--noise-images", type=int, default=8,
+                    help="frames for the FP32-vs-FP32 noise floor (0: skip it)")
+    ap.add_argument("--noise-only", action="store_true", help="only the noise floor of each pair, no build")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2000, help="first scene seed of the calibration frames")
     args = ap.parse_args(argv)
@@ -195,7 +242,8 @@ def main(argv=None) -> int:
     for cpu_rewrite in variants:
         for pair in args.models.split(","):
             row = run_pair(pair, args, out, frames, det_size, cpu_rewrite)
-            _row_path(out, row).write_text(json.dumps(row, indent=2))
+            if row is not None:
+                _row_path(out, row).write_text(json.dumps(row, indent=2))
     rows = collect_rows(out)  # with the rows of earlier (or parallel) runs into the same OUT
     (out / "zoo_agreement.json").write_text(json.dumps(
         {"weights": "random (BatchNorm re-estimated, heads rescaled): agreement only, not accuracy",
