@@ -143,24 +143,32 @@ def _ap(entry: dict) -> str:
     return f"{ap:.3f}" + ("" if ratio is None or "people_fp32" not in entry else f" ({ratio:.2f})")
 
 
+def _noise_cell(noise, role: str) -> str:
+    if not noise:
+        return "-"
+    key = "bbox_ap" if role == "det" else "keypoints_ap"
+    return " / ".join(f"{noise[k][key]:.3f}" for k in sorted(noise) if k.startswith("sigma_"))
+
+
 def table(rows: list) -> str:
     """One Markdown table: a line per model of every build."""
     head = ("| pair | build | model | " + " | ".join(METHODS) + " | chosen | FP32 layers kept | final | "
-            "calib images / crops | wall s |")
+            "FP32 noise floor (sigma 0.5 / 2) | calib images / crops | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         if row["rc"] != 0:
             lines.append(f"| {row['pair']} | {row['build']} | - | FAILED (exit {row['rc']}): {row['error']} |"
-                         + " |" * 8 + f" {row['wall_s']} |")
+                         + " |" * 9 + f" {row['wall_s']} |")
             continue
         for role in ("det", "pose"):
             s = row["models"][role]
             cells = [_ap(s["methods"].get(m, {})) for m in METHODS]
-            det_line = role == "det"
+            calib = row["calibration"]
+            tail = (f"{calib.get('det_images')} / {calib.get('pose_crops')} | {row['wall_s']} |" if role == "det"
+                    else " | |")
             lines.append(f"| {row['pair']} | {row['build']} | {row['names'][role]} | " + " | ".join(cells)
                          + f" | {s['chosen']} | {len(s['fp32_nodes'])} | {_ap(s['final'])} | "
-                         + (f"{row['calibration'].get('det_images')} / {row['calibration'].get('pose_crops')}"
-                            f" | {row['wall_s']} |" if det_line else " | |"))
+                         + f"{_noise_cell(row.get('noise_floor'), role)} | " + tail)
     return "\n".join(lines)
 
 
@@ -227,6 +235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise-images", type=int, default=8,
                     help="frames for the FP32-vs-FP32 noise floor (0: skip it)")
     ap.add_argument("--noise-only", action="store_true", help="only the noise floor of each pair, no build")
+    ap.add_argument("--table-only", action="store_true", help="only print/write the table of the builds in OUT")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2000, help="first scene seed of the calibration frames")
     args = ap.parse_args(argv)
@@ -235,12 +244,14 @@ def main(argv=None) -> int:
     frame_size = det_size or (512, 512)
     count = args.frames or args.calib_size + max(1, round(args.calib_size / 4))
     frames = write_frames(out / f"frames_{frame_size[0]}x{frame_size[1]}", count, frame_size, args.seed)
-    for pair in args.models.split(","):
+    for pair in filter(None, args.models.split(",")):
         if pair not in PAIRS:
             ap.error(f"--models: unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
+    if args.table_only:
+        args.models = ""
     variants = [True] if args.cpu_rewrite_only else [False, True] if args.cpu_rewrite else [False]
     for cpu_rewrite in variants:
-        for pair in args.models.split(","):
+        for pair in filter(None, args.models.split(",")):
             row = run_pair(pair, args, out, frames, det_size, cpu_rewrite)
             if row is not None:
                 _row_path(out, row).write_text(json.dumps(row, indent=2))
