@@ -135,12 +135,13 @@ def summarise(role_entry: dict) -> dict:
             "fp32_nodes": role_entry.get("fp32_nodes", []), "held_out_images": agreement.get("held_out_images")}
 
 
-def _ap(entry: dict) -> str:
+def _ap(entry: dict, role: str) -> str:
+    """AP vs FP32; for the detector with the person-count ratio INT8 / FP32 in brackets."""
     ap = entry.get("ap_vs_fp32")
     if ap is None:
         return "n/a"
     ratio = entry.get("count_ratio")
-    return f"{ap:.3f}" + ("" if ratio is None or "people_fp32" not in entry else f" ({ratio:.2f})")
+    return f"{ap:.3f}" + ("" if ratio is None or role != "det" else f" ({ratio:.2f})")
 
 
 def _noise_cell(noise, role: str) -> str:
@@ -162,12 +163,12 @@ def table(rows: list) -> str:
             continue
         for role in ("det", "pose"):
             s = row["models"][role]
-            cells = [_ap(s["methods"].get(m, {})) for m in METHODS]
+            cells = [_ap(s["methods"].get(m, {}), role) for m in METHODS]
             calib = row["calibration"]
             tail = (f"{calib.get('det_images')} / {calib.get('pose_crops')} | {row['wall_s']} |" if role == "det"
                     else " | |")
             lines.append(f"| {row['pair']} | {row['build']} | {row['names'][role]} | " + " | ".join(cells)
-                         + f" | {s['chosen']} | {len(s['fp32_nodes'])} | {_ap(s['final'])} | "
+                         + f" | {s['chosen']} | {len(s['fp32_nodes'])} | {_ap(s['final'], role)} | "
                          + f"{_noise_cell(row.get('noise_floor'), role)} | " + tail)
     return "\n".join(lines)
 
