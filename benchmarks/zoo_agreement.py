@@ -158,7 +158,8 @@ def table(rows: list) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         if row["rc"] != 0:
-            lines.append(f"| {row['pair']} | {row['build']} | - | FAILED (exit {row['rc']}): {row['error']} |"
+            what = "FAILED" if row["rc"] > 0 else "STOPPED"  # a negative exit status: killed by a signal
+            lines.append(f"| {row['pair']} | {row['build']} | - | {what} (exit {row['rc']}): {row['error']} |"
                          + " |" * 9 + f" {row['wall_s']} |")
             continue
         for role in ("det", "pose"):
