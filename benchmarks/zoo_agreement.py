@@ -160,7 +160,7 @@ def table(rows: list) -> str:
         if row["rc"] != 0:
             what = "FAILED" if row["rc"] > 0 else "STOPPED"  # a negative exit status: killed by a signal
             lines.append(f"| {row['pair']} | {row['build']} | - | {what} (exit {row['rc']}): {row['error']} |"
-                         + " |" * 9 + f" {row['wall_s']} |")
+                         + " |" * 8 + f" {row['wall_s']} |")
             continue
         for role in ("det", "pose"):
             s = row["models"][role]
