@@ -14,8 +14,10 @@ quality benchmarks use the real architectures (centernet_res18 at 512x512, fastp
    offsets in [0, 1); the pose heatmaps get values in a trained model's range (std ~0.1).
 
 The weights are random: these models find "people" only in the sense that their outputs have
-the shapes and ranges of real detections.  Use them for latency and INT8-vs-FP32 agreement,
-never for accuracy claims.
+the shapes and ranges of real detections.  Use them for latency, never for accuracy claims; their
+INT8-vs-FP32 agreement says little too: they are chaotic (FP32 against itself on frames with
+0.5 grey levels of noise: box AP 0.23-0.69, keypoint AP ~0; calib/README.md, "Agreement by
+method: zoo models at real size").
 """
 from __future__ import annotations
 
