@@ -8,13 +8,16 @@ quality benchmarks use the real architectures (centernet_res18 at 512x512, fastp
    normalisation): every BN sees activations of real-looking images, so the activation
    distributions (and hence the INT8 ranges) look like a trained network's, not like the
    exploding/vanishing activations of raw random init;
-2. **heads rescaled** so they give person peaks: the CenterNet heatmap logits get a spread of
-   a few units around -4 (a few peaks above 0.3), box sizes of tens of output pixels and
+2. **heads rescaled** so they give person peaks: the CenterNet heatmap logits of the person
+   class get a spread of a few units around -4 (a few peaks above 0.3), the other classes'
+   around -7 (per class, so the person class is the one that finds things), box sizes of tens of output pixels and
    offsets in [0, 1); the pose heatmaps get values in a trained model's range (std ~0.1).
 
 The weights are random: these models find "people" only in the sense that their outputs have
-the shapes and ranges of real detections.  Use them for latency and INT8-vs-FP32 agreement,
-never for accuracy claims.
+the shapes and ranges of real detections.  Use them for latency, never for accuracy claims; their
+INT8-vs-FP32 agreement says little too: they are chaotic (FP32 against itself on frames with
+0.5 grey levels of noise: box AP 0.23-0.69, keypoint AP ~0; calib/README.md, "Agreement by
+method: zoo models at real size").
 """
 from __future__ import annotations
 
@@ -50,16 +53,36 @@ def _reestimate_batchnorm(model, images: np.ndarray):
     return model.eval()
 
 
-def _rescale_last(conv, out: "torch.Tensor", std: float, mean: float):
-    """Scale ``conv`` (the head's last layer) so its output has ``std`` and ``mean``."""
+def _rescale_last(conv, out: "torch.Tensor", std, mean):
+    """Scale ``conv`` (the head's last layer) so its output has ``std`` and ``mean``: one number
+    for the whole tensor, or a tensor of one per output channel (statistics per channel)."""
     import torch
 
     with torch.no_grad():
+        if torch.is_tensor(std):  # per output channel
+            dims = (0, 2, 3)
+            factor = std / out.std(dim=dims).clamp_min(1e-6)
+            conv.weight.mul_(factor.view(-1, *([1] * (conv.weight.dim() - 1))))
+            conv.bias.mul_(factor).add_(mean - out.mean(dim=dims) * factor)
+            return
         factor = std / max(float(out.std()), 1e-6)
         conv.weight.mul_(factor)
         if conv.bias is not None:
             conv.bias.mul_(factor)
             conv.bias.add_(mean - float(out.mean()) * factor)
+
+
+def _heatmap_targets(channels: int, person_class: int = 0):
+    """Per-class (std, mean) of the CenterNet heatmap logits: the person class peaks (a spread
+    of 1.5 around -4, so a few positions score above 0.3), the other classes sit lower (around
+    -7).  Rescaled as one tensor, a few random classes took every top-K slot (scores ~1.0) and
+    the person class none, so the pipeline found nobody."""
+    import torch
+
+    std = torch.full((channels,), 1.5)
+    mean = torch.full((channels,), -7.0)
+    mean[person_class] = -4.0
+    return std, mean
 
 
 def _rescale_heads(model, task: str, images: np.ndarray):
@@ -68,7 +91,7 @@ def _rescale_heads(model, task: str, images: np.ndarray):
     with torch.no_grad():
         out = model(torch.from_numpy(images[:4]))
     if task == "ctdet":
-        targets = {"hm": (1.5, -4.0), "wh": (6.0, 24.0), "reg": (0.15, 0.5)}
+        targets = {"hm": _heatmap_targets(out["hm"].shape[1]), "wh": (6.0, 24.0), "reg": (0.15, 0.5)}
         for head, (std, mean) in targets.items():
             _rescale_last(getattr(model, head)[-1], out[head], std, mean)
     else:

@@ -231,8 +231,9 @@ def _keep_layers(role, graph, trials, hold_feeds, judge, meta, o, work):
     _say(o.progress, f"{role}: no method reaches AP {o.min_agreement} vs FP32; keeping sensitive layers in FP32")
     candidates = [n for n in quantizable_nodes(graph.prepared) if n not in graph.always]
     limit = len(candidates) if o.max_fp32_layers is None else int(o.max_fp32_layers)
+    _say(o.progress, f"layer sensitivity of {role}: {len(candidates)} layers on {len(hold_feeds)} held-out feeds")
     ranking = layer_sensitivity(graph.prepared, graph.ranges, hold_feeds, candidates=candidates,
-                                threads=o.threads)[:limit] if limit else []
+                                progress=o.progress, threads=o.threads)[:limit] if limit else []
     plan = QuantPlan(role, graph.prepared, graph.ranges, ranking, meta, graph.extra_meta, always=graph.always)
     scores = {}
 

@@ -144,41 +144,57 @@ def _raw_outputs(detector, image) -> tuple:
 
 def describe_no_people(images, det_onnx, score_threshold: float) -> str:
     """Why the FP32 detector yields no crop on ``images``: the score range over every heatmap
-    position (the decoded candidates' when the graph decodes itself), and the sizes of the
-    candidates that pass the threshold."""
+    position (the decoded candidates' when the graph decodes itself), and the classes and sizes
+    of the candidates that pass the threshold."""
     from edgepose.backends.factory import load_runner
     from edgepose.pipeline import decode
     from edgepose.pipeline.detector import Detector
 
     runner = load_runner(str(det_onnx), backend="onnxruntime", providers=["CPUExecutionProvider"])
     detector = Detector(runner, score_threshold=score_threshold)
-    scores, sizes = [], []
+    scores, passing = [], []
     try:
         for image in images.images:
             out, info = _raw_outputs(detector, image)
             rows = np.asarray(detector.decode(out, info), np.float32).reshape(-1, 6)
             scores.append(decode.sigmoid(out["hm"]).ravel() if "hm" in out else rows[:, 4])
-            rows = rows[rows[:, 4] >= score_threshold]
-            sizes.append(np.stack([rows[:, 2] - rows[:, 0], rows[:, 3] - rows[:, 1]], axis=1))
+            passing.append(rows[rows[:, 4] >= score_threshold])
     finally:
         runner.close()
-    return _no_people_text(len(images), np.concatenate(scores), np.concatenate(sizes), score_threshold)
+    return _no_people_text(len(images), np.concatenate(scores), np.concatenate(passing), score_threshold,
+                           int(detector.meta.person_class))
 
 
-def _no_people_text(n_images: int, scores: np.ndarray, sizes: np.ndarray, threshold: float) -> str:
+def _candidates_text(rows: np.ndarray, threshold: float, person_class: int) -> str:
+    """What is wrong with the ``rows`` (x1, y1, x2, y2, score, class) that pass the threshold."""
+    classes = np.round(rows[:, 5]).astype(np.int64)
+    people = rows[classes == person_class]
+    if not len(people):  # another class takes every top-K slot
+        found, counts = np.unique(classes, return_counts=True)
+        top = ", ".join(f"{c} ({n}x)" for c, n in sorted(zip(found, counts), key=lambda t: -t[1])[:3])
+        return (f"the {len(rows)} candidates scoring >= {threshold} are all of other classes (most often {top}), "
+                f"none of the person class {person_class}")
+    w = max(float((people[:, 2] - people[:, 0]).max()), 0.0)
+    h = max(float((people[:, 3] - people[:, 1]).max()), 0.0)
+    shape = "zero or negative size" if min(w, h) < 1 else "boxes outside the image"
+    return (f"the {len(people)} person candidates scoring >= {threshold} have {shape} "
+            f"(largest w x h {w:.2f} x {h:.2f} px; a crop needs at least 1 x 1 px inside the image)")
+
+
+def _no_people_text(n_images: int, scores: np.ndarray, rows: np.ndarray, threshold: float,
+                    person_class: int = 0) -> str:
     lo, hi = float(scores.min()), float(scores.max())
     found = f"every position scores ~{hi:.4f}" if hi - lo < 0.01 else f"scores range {lo:.4f}-{hi:.4f}"
     if hi < threshold:
         what = f"{found}, none reaches --det-threshold {threshold}"
-    elif len(sizes):
-        w, h = max(float(sizes[:, 0].max()), 0.0), max(float(sizes[:, 1].max()), 0.0)
-        shape = "zero or negative size" if min(w, h) < 1 else "boxes outside the image"
-        what = (f"{found} and the {len(sizes)} candidates scoring >= {threshold} have {shape} "
-                f"(largest w x h {w:.2f} x {h:.2f} px; a crop needs at least 1 x 1 px inside the image)")
+    elif len(rows):
+        what = f"{found} and {_candidates_text(rows, threshold, person_class)}"
     else:
         what = found
     cause = "the detector looks untrained or its heads are wrong" if hi - lo < 0.01 or hi >= threshold else \
         "the images may show no people, or --det-threshold is too high"
+    if "none of the person class" in what:
+        cause += f" (or its person class is not {person_class}: metadata person_class)"
     return (f"the FP32 detector found no person in the {n_images} calibration images: {what}: {cause}. "
             "There are no pose crops to calibrate on: check --det, or calibrate the pose model on ground-truth "
             "boxes with --calib ann.json (a COCO keypoints/person file)")
