@@ -160,5 +160,7 @@ def test_run_source_overlap_writes_the_same_json(models, tmp_path):
         summary = run_source(pipe, open_source(source=str(folder)), json_path=out, progress=False, overlap=overlap)
         assert summary.frames_processed == 6
         assert "FPS:" in summary.report() and "end-to-end" in summary.report()
+        # overlapped, 1000 / mean total ms is a frame's latency, not a rate: not printed as "pipeline only"
+        assert ("pipeline only" in summary.report()) != overlap and ("stages overlapped" in summary.report()) == overlap
         outputs[overlap] = json.loads(out.read_text())
     assert len(outputs[False]) > 6 and outputs[True] == outputs[False]
