@@ -46,7 +46,9 @@ def prune_cmd(model, weights, ratio, ratio_of, scope, data_dir, ann_file, image_
               batch_size, lr, threads, eval_limit, seed, out, no_progress):
     """Remove the weakest channels of zoo MODEL (Torch-Pruning, network slimming), then fine-tune.
 
-    Channels are kept in multiples of 8; output heads are never pruned; layers Torch-Pruning
+    --ratio 0.5 removes half of the MACs: the channel pruning ratio that reaches
+    MACs <= (1 - ratio) x the original is searched for (--ratio-of channels: the old
+    meaning, the fraction of prunable channels).  Channels are kept in multiples of 8; output heads are never pruned; layers Torch-Pruning
     cannot follow (the DUC PixelShuffle head) are left out and listed.  Prints MACs and
     parameters before/after, the ONNX Runtime latency ratio and, with --val, AP before/after.
 

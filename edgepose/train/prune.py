@@ -1,14 +1,22 @@
 """Structured channel pruning ("network slimming") with Torch-Pruning.
 
-    pruner = ChannelPruner(model, example_input, ratio=0.5, reg=1e-5)
+    pruner = ChannelPruner(model, example_input, ratio=0.5, reg=1e-5)   # remove 50 % of the MACs
     fit(model, data, loss, after_backward=pruner.regularize)   # L1 on BatchNorm scales
     result = pruner.prune()                                     # removes the weak channels
+
+* ``ratio`` is the fraction of the model's MACs removed (``ratio_of="macs"``, the default):
+  the Torch-Pruning channel ratio that brings the MACs to ``<= (1 - ratio) * MACs before`` is
+  searched for on deep copies (a scan in steps of 0.1, then bisection to 0.002), so the
+  target is an upper bound that is met, never exceeded.  ``ratio_of="channels"`` passes
+  ``ratio`` to Torch-Pruning unchanged (the fraction of prunable channels removed; on
+  default_pose 0.5 of the channels removes ~78 % of the MACs).
 
 * Dependency-aware removal: Torch-Pruning's ``DependencyGraph`` couples every layer that
   shares channels (residual adds, BatchNorm, SE gates), so a removed channel disappears from
   all of them; ``BNScalePruner`` ranks channels by their BatchNorm scale and its
   ``regularize()`` adds ``reg * sign(gamma)`` to the scale gradients (Liu et al. 2017).
-  Global ranking (one threshold for the whole net), at most 90 % of any layer removed.
+  ``scope="global"``: one threshold for the whole net, at most 90 % of any layer removed;
+  ``scope="layer"``: the same fraction of every prunable layer.
 * Kept channel counts are multiples of 8 (``round_to``), the TensorRT-friendly width.
 * Output heads are never pruned: CenterNet ``hm``/``wh``/``reg`` (both convs), SimplePose
   ``final_layer``, FastPose ``conv_out`` (their input channels follow the trunk).

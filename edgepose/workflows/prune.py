@@ -5,7 +5,8 @@
     print(report.format())
 
 Steps: load the model -> sparsity training with the BatchNorm L1 term (``--sparsity``,
-``--sparse-epochs``) -> remove the weakest channels (:mod:`edgepose.train.prune`) -> fine-tune
+``--sparse-epochs``) -> remove the weakest channels until the MAC target is met (``--ratio``
+= fraction of MACs removed; :mod:`edgepose.train.prune`) -> fine-tune
 on the same COCO-format data, optionally distilling from the unpruned model (``--kd``) ->
 write ``OUT.pth`` (pruned format, :mod:`edgepose.models.pruned`) and ``OUT.json`` (this
 report) -> export both models to ONNX and compare MACs, parameters, ONNX Runtime latency
