@@ -44,11 +44,11 @@ class PruneJob:
     scope: str = "global"  # one BatchNorm-scale threshold ("global") or the same fraction per layer ("layer")
     sparsity: float = 1e-5
     sparse_epochs: int = 1
-    epochs: int = 2
-    kd: bool = False
+    epochs: int = 3
+    kd: bool = True  # distil from the unpruned model while fine-tuning
     kd_alpha: float = 0.5
     batch_size: int | None = None
-    lr: float = 5e-4
+    lr: float = 1.5e-3  # the peak rate the built-in models were trained with
     seed: int = 0
     threads: int | None = 1
     max_steps: int | None = None  # per phase, for quick runs and tests
@@ -217,7 +217,8 @@ def prune_model(job: PruneJob) -> PruneReport:
                          sparse_losses=sparse.losses if sparse else [], finetune_losses=tuned.losses if tuned else [])
     # exporting verifies the pruned model on ONNX Runtime; OUT.pth is written only after that
     _measure(job, spec, meta, teacher if teacher is not None else _load(job)[0], model, report)
-    extra = {"ratio": job.ratio, "ratio_of": job.ratio_of, "scope": job.scope, "left_out": result.left_out, "source_weights": str(job.weights)}
+    extra = {"ratio": job.ratio, "ratio_of": job.ratio_of, "scope": job.scope, "left_out": result.left_out,
+             "source_weights": str(job.weights)}
     save_pruned(model, job.out, job.model, kwargs, result.widths_before, extra)
     report.seconds = time.time() - t0
     _write_report(report, Path(job.out).with_suffix(".json"))

@@ -100,3 +100,26 @@ def test_mac_target_pruned_model_matches_torch_on_onnx_runtime(tmp_path):
     for key in ("hm", "wh", "reg"):
         # FP32 export tolerance: max abs error within 1e-4 of the output's max magnitude
         assert np.abs(got[key] - want[key]).max() <= 1e-4 * max(1e-6, np.abs(want[key]).max()), key
+
+
+def test_cli_reports_the_mac_target_scope_and_channel_fraction(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from edgepose.cli import main
+    from edgepose.data.synthetic import generate_dataset
+    from edgepose.models.defaults import default_weights
+
+    generate_dataset(tmp_path / "data", 2, seed=3, progress=False)
+    out = tmp_path / "pose_r0.4.pth"
+    res = CliRunner().invoke(main, ["prune", "default_pose", "--weights", str(default_weights("default_pose")),
+                                    "--ratio", "0.4", "--scope", "layer", "--data", str(tmp_path / "data"),
+                                    "--sparse-epochs", "0", "--epochs", "0", "--no-kd", "--no-progress",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["ratio_of"] == "macs" and report["scope"] == "layer" and not report["kd"]
+    assert report["target_macs"] == int(0.6 * report["macs_before"]) and report["macs_after"] <= report["target_macs"]
+    assert 0 < report["channels_removed"] < 1 and 0 < report["channel_ratio"] < 1
+    assert "target <=" in res.output and "of the prunable conv output channels removed" in res.output
