@@ -48,13 +48,11 @@ def prune_cmd(model, weights, ratio, ratio_of, scope, data_dir, ann_file, image_
               epochs, kd, batch_size, lr, threads, eval_limit, seed, out, no_progress):
     """Remove the weakest channels of zoo MODEL (Torch-Pruning, network slimming), then fine-tune.
 
-    --ratio 0.5 removes half of the MACs: the channel pruning ratio that reaches
-    MACs <= (1 - ratio) x the original is searched for (--ratio-of channels: the old
-    meaning, the fraction of prunable channels).  Channels are kept in multiples of 8;
-    output heads are never pruned; layers Torch-Pruning cannot follow (the DUC
-    PixelShuffle head) are left out and listed.  Fine-tuning distils from the unpruned
-    model (--no-kd: ground truth only).  Prints MACs (target and reached), parameters
-    before/after, the ONNX Runtime latency ratio and, with --val, AP before/after.
+    --ratio 0.5 removes half of the MACs (the channel ratio that reaches it is searched
+    for; --ratio-of channels: the fraction of channels).  Widths stay multiples of 8,
+    heads are never pruned, layers Torch-Pruning cannot follow (DUC PixelShuffle) are
+    left out and listed.  Fine-tuning distils from the unpruned model (--no-kd: not).
+    Prints MACs (target, reached), parameters, ORT latency ratio, AP before/after (--val).
 
     \b
     Example:
