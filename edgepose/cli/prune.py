@@ -48,11 +48,9 @@ def prune_cmd(model, weights, ratio, ratio_of, scope, data_dir, ann_file, image_
               epochs, kd, batch_size, lr, threads, eval_limit, seed, out, no_progress):
     """Remove the weakest channels of zoo MODEL (Torch-Pruning, network slimming), then fine-tune.
 
-    --ratio 0.5 removes half of the MACs (the channel ratio that reaches it is searched
-    for; --ratio-of channels: the fraction of channels).  Widths stay multiples of 8,
-    heads are never pruned, layers Torch-Pruning cannot follow (DUC PixelShuffle) are
-    left out and listed.  Fine-tuning distils from the unpruned model (--no-kd: not).
-    Prints MACs (target, reached), parameters, ORT latency ratio, AP before/after (--val).
+    --ratio 0.5 removes half of the MACs (--ratio-of channels: of the channels). Widths stay
+    multiples of 8, heads are kept, layers Torch-Pruning cannot follow (DUC PixelShuffle) are
+    left out.  Prints MACs (target, reached), parameters, ORT latency ratio, AP (--val).
 
     \b
     Example:
@@ -63,8 +61,7 @@ def prune_cmd(model, weights, ratio, ratio_of, scope, data_dir, ann_file, image_
     """
     from edgepose.workflows.prune import PruneJob, prune_model
 
-    job = PruneJob(model, weights, out, data=data_dir, ann_file=ann_file, image_dir=image_dir, val=val, ratio=ratio,
-                   ratio_of=ratio_of, scope=scope, sparsity=sparsity, sparse_epochs=sparse_epochs, epochs=epochs, kd=kd,
-                   batch_size=batch_size, lr=lr, seed=seed, threads=threads, eval_limit=eval_limit,
-                   progress=not no_progress)
+    job = PruneJob(model, weights, out, data_dir, ann_file, image_dir, val, ratio, ratio_of, scope, sparsity,
+                   sparse_epochs, epochs, kd, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                   eval_limit=eval_limit, progress=not no_progress)
     click.echo(prune_model(job).format())
