@@ -21,7 +21,7 @@ run() {  # tag model ratio scope train sparse_epochs epochs [lr]  (--kd, all 200
       --out "$WORK/$1.pth" | tee "$WORK/$1.txt"
 }
 # the target schedule: 50 % of the MACs removed, 4000 images, 1 sparsity + 6 fine-tune epochs
-run pose_r0.5 default_pose 0.5 global train4k 1 6
+for r in 0.5 0.3; do run pose_r$r default_pose $r global train4k 1 6; done
 # short schedule at 0.5 and 0.3 (and with a lower peak rate)
 for r in 0.5 0.3; do
   run pose_short_r$r default_pose $r global train800 0 3
@@ -31,4 +31,4 @@ done
 run pose_layer_r0.5 default_pose 0.5 layer train800 0 3
 run pose_global_r0.57 default_pose 0.57 global train800 0 3
 # detector
-run det_r0.5 default_det 0.5 global train800 1 4
+for r in 0.5 0.3; do run det_r$r default_det $r global train800 1 4; done
