@@ -5,7 +5,8 @@
     print(report.format())
 
 Steps: load the model -> sparsity training with the BatchNorm L1 term (``--sparsity``,
-``--sparse-epochs``) -> remove the weakest channels (:mod:`edgepose.train.prune`) -> fine-tune
+``--sparse-epochs``) -> remove the weakest channels until the MAC target is met (``--ratio``
+= fraction of MACs removed; :mod:`edgepose.train.prune`) -> fine-tune
 on the same COCO-format data, optionally distilling from the unpruned model (``--kd``) ->
 write ``OUT.pth`` (pruned format, :mod:`edgepose.models.pruned`) and ``OUT.json`` (this
 report) -> export both models to ONNX and compare MACs, parameters, ONNX Runtime latency
@@ -39,13 +40,15 @@ class PruneJob:
     image_dir: str | None = None
     val: str | None = None  # COCO-format folder for AP before/after
     ratio: float = 0.5
+    ratio_of: str = "macs"  # --ratio is the fraction of MACs ("macs") or of channels ("channels") removed
+    scope: str = "global"  # one BatchNorm-scale threshold ("global") or the same fraction per layer ("layer")
     sparsity: float = 1e-5
     sparse_epochs: int = 1
-    epochs: int = 2
-    kd: bool = False
+    epochs: int = 3
+    kd: bool = True  # distil from the unpruned model while fine-tuning
     kd_alpha: float = 0.5
     batch_size: int | None = None
-    lr: float = 5e-4
+    lr: float = 1.5e-3  # the peak rate the built-in models were trained with
     seed: int = 0
     threads: int | None = 1
     max_steps: int | None = None  # per phase, for quick runs and tests
@@ -73,6 +76,12 @@ class PruneReport:
     sparse_losses: list = field(default_factory=list)
     finetune_losses: list = field(default_factory=list)
     kd: bool = False
+    ratio_of: str = "macs"
+    scope: str = "global"
+    channel_ratio: float = 0.0
+    channels_removed: float = 0.0
+    target_macs: int | None = None
+    schedule: dict = field(default_factory=dict)
     seconds: float = 0.0
     notes: list = field(default_factory=list)
 
@@ -81,10 +90,13 @@ class PruneReport:
         par = self.params_after / max(1, self.params_before)
         lat = self.latency_ms_after / max(1e-9, self.latency_ms_before)
         lines = [
-            f"pruned {self.model} at ratio {self.ratio:g} -> {self.out} ({self.changed_layers} layers narrowed, "
-            f"{len(self.left_out)} left out, heads untouched: {', '.join(self.heads)})",
+            f"pruned {self.model} at ratio {self.ratio:g} of its {self.ratio_of} ({self.scope} scope) -> {self.out} "
+            f"({self.changed_layers} layers narrowed, {len(self.left_out)} left out, heads untouched: "
+            f"{', '.join(self.heads)})",
             f"MACs (multiply-accumulates, batch 1, Torch-Pruning op counter): {self.macs_before / 1e6:.1f} M -> "
-            f"{self.macs_after / 1e6:.1f} M ({100 * mac:.1f} %)",
+            f"{self.macs_after / 1e6:.1f} M ({100 * mac:.1f} %{self._target_text()})",
+            f"channels: Torch-Pruning channel ratio {self.channel_ratio:.4f}, {100 * self.channels_removed:.1f} % of "
+            "the prunable conv output channels removed",
             f"parameters: {self.params_before / 1e6:.3f} M -> {self.params_after / 1e6:.3f} M ({100 * par:.1f} %)",
             f"ONNX Runtime CPU latency (median, same run): {self.latency_ms_before:.2f} ms -> "
             f"{self.latency_ms_after:.2f} ms (ratio {lat:.2f})",
@@ -98,6 +110,11 @@ class PruneReport:
         lines += self.notes
         lines.append(f"took {self.seconds / 60:.1f} min")
         return "\n".join(lines)
+
+    def _target_text(self) -> str:
+        if self.target_macs is None:
+            return ""
+        return f"; target <= {self.target_macs / 1e6:.1f} M = {100 * self.target_macs / max(1, self.macs_before):.1f} %"
 
 
 def _load(job: PruneJob):
@@ -179,7 +196,8 @@ def prune_model(job: PruneJob) -> PruneReport:
     dataset = _dataset(job, spec, meta)
     teacher = copy.deepcopy(model).eval() if job.kd else None
     h, w = meta.input_size
-    pruner = ChannelPruner(model, torch.randn(1, 3, h, w), ratio=job.ratio, reg=job.sparsity)
+    pruner = ChannelPruner(model, torch.randn(1, 3, h, w), ratio=job.ratio, reg=job.sparsity,
+                           ratio_of=job.ratio_of, scope=job.scope)
     task_loss = det_step_loss if spec.task == "ctdet" else pose_step_loss
     tag = "det" if spec.task == "ctdet" else "pose"
     sparse = None
@@ -193,15 +211,23 @@ def prune_model(job: PruneJob) -> PruneReport:
     model.eval()
     report = PruneReport(job.model, job.ratio, str(job.out), result.macs_before, result.macs_after,
                          result.params_before, result.params_after, 0.0, 0.0, len(result.changed),
-                         result.left_out, result.heads, kd=job.kd,
+                         result.left_out, result.heads, kd=job.kd, ratio_of=job.ratio_of, scope=job.scope,
+                         channel_ratio=result.channel_ratio, channels_removed=result.channels_removed,
+                         target_macs=result.target_macs, schedule=_schedule(job),
                          sparse_losses=sparse.losses if sparse else [], finetune_losses=tuned.losses if tuned else [])
     # exporting verifies the pruned model on ONNX Runtime; OUT.pth is written only after that
     _measure(job, spec, meta, teacher if teacher is not None else _load(job)[0], model, report)
-    extra = {"ratio": job.ratio, "left_out": result.left_out, "source_weights": str(job.weights)}
+    extra = {"ratio": job.ratio, "ratio_of": job.ratio_of, "scope": job.scope, "left_out": result.left_out,
+             "source_weights": str(job.weights)}
     save_pruned(model, job.out, job.model, kwargs, result.widths_before, extra)
     report.seconds = time.time() - t0
     _write_report(report, Path(job.out).with_suffix(".json"))
     return report
+
+
+def _schedule(job: PruneJob) -> dict:
+    keys = ("sparsity", "sparse_epochs", "epochs", "lr", "batch_size", "kd", "kd_alpha", "seed", "max_steps")
+    return {k: getattr(job, k) for k in keys}
 
 
 def _measure(job, spec, meta, original, pruned, report: PruneReport) -> None:
