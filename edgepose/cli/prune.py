@@ -55,6 +55,7 @@ def prune_cmd(model, weights, ratio, ratio_of, scope, data_dir, ann_file, image_
     \b
     Example:
       edgepose data synth --out data/train --images 1000
+      edgepose data synth --out data/val --images 200 --seed 1000
       edgepose prune default_pose --weights edgepose/models/weights/default_pose.pth \\
           --ratio 0.5 --data data/train --val data/val --out pose_pruned.pth
       edgepose export default_pose --weights pose_pruned.pth --out pose_pruned.onnx --batch dynamic
