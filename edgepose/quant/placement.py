@@ -32,13 +32,27 @@ from edgepose.quant.rewrite import PHASE_CONCAT_SUFFIX
 DATA_MOVEMENT_OPS = ("DepthToSpace",)
 
 
+def _quantize_output(graph, node, scale_zp: list, readers: list):
+    """Insert ``QuantizeLinear -> DequantizeLinear`` (``scale_zp``: the two tensor names) right
+    after ``node`` and point its ``readers`` (``[(node, slot)]``) at the dequantized copy."""
+    from onnx import helper
+
+    out = node.output[0]
+    q_out, dq_out = f"{out}_int8", f"{out}_int8_dequantized"
+    new = [helper.make_node("QuantizeLinear", [out, *scale_zp], [q_out], name=f"{node.name}_output_Q"),
+           helper.make_node("DequantizeLinear", [q_out, *scale_zp], [dq_out], name=f"{node.name}_output_DQ")]
+    for user, slot in readers:
+        user.input[slot] = dq_out
+    position = list(graph.node).index(node) + 1
+    for offset, extra in enumerate(new):
+        graph.node.insert(position + offset, extra)
+
+
 def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
     """After every ``ops`` node whose input is dequantized (DequantizeLinear fed by a
     QuantizeLinear) and whose output is not quantized yet, add a QuantizeLinear ->
     DequantizeLinear pair with the input's scale and zero point.  Exact: the op only moves
     values, so ``Q(op(DQ(q))) == op(q)``.  In place; returns the node names."""
-    from onnx import helper
-
     graph = model.graph
     producer, users = producers(graph), consumers(graph)
     outputs = {o.name for o in graph.output}
@@ -53,15 +67,7 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
             continue
         if any(user.op_type == "QuantizeLinear" for user, _ in users[out]):
             continue
-        scale_zp = list(dq.input[1:3])
-        q_out, dq_out = f"{out}_int8", f"{out}_int8_dequantized"
-        new = [helper.make_node("QuantizeLinear", [out, *scale_zp], [q_out], name=f"{node.name}_output_Q"),
-               helper.make_node("DequantizeLinear", [q_out, *scale_zp], [dq_out], name=f"{node.name}_output_DQ")]
-        for user, slot in users[out]:
-            user.input[slot] = dq_out
-        position = list(graph.node).index(node) + 1
-        for offset, extra in enumerate(new):
-            graph.node.insert(position + offset, extra)
+        _quantize_output(graph, node, list(dq.input[1:3]), users[out])
         done.append(node.name)
     return done
 
@@ -120,7 +126,7 @@ def quantize_equal_scale_concats(model, name_part: str | None = PHASE_CONCAT_SUF
     DepthToSpace after it too.  ``name_part``: only Concats whose name contains it (default: the
     split deconvolutions' own, so other graphs -- TensorRT's included -- are left as they
     are); None for every Concat.  In place; returns the node names."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = model.graph
     producer, users = producers(graph), consumers(graph)
@@ -144,15 +150,7 @@ def quantize_equal_scale_concats(model, name_part: str | None = PHASE_CONCAT_SUF
                 p[0] is not None and p[1] is not None and p[0].shape == first[0].shape and p[1].dtype == first[1].dtype
                 and float(p[0]) == float(first[0]) and int(p[1]) == int(first[1]) for p in params):
             continue
-        scale_zp = list(dqs[0].input[1:3])
-        q_out, dq_out = f"{out}_int8", f"{out}_int8_dequantized"
-        new = [helper.make_node("QuantizeLinear", [out, *scale_zp], [q_out], name=f"{node.name}_output_Q"),
-               helper.make_node("DequantizeLinear", [q_out, *scale_zp], [dq_out], name=f"{node.name}_output_DQ")]
-        for user, slot in users[out]:
-            user.input[slot] = dq_out
-        position = list(graph.node).index(node) + 1
-        for offset, extra in enumerate(new):
-            graph.node.insert(position + offset, extra)
+        _quantize_output(graph, node, list(dqs[0].input[1:3]), users[out])
         done.append(node.name)
     return done
 
