@@ -7,7 +7,8 @@ both on stderr (stdout stays for results).
 
 When a caller asks for progress and nobody has configured logging, :func:`say` attaches one
 stderr handler (``message`` only) to the ``edgepose`` logger, so command-line users see the
-steps without the library printing.  Bottom layer: stdlib and tqdm (lazily).
+steps without the library printing (once: that logger then stops propagating to the root
+logger, which some dependencies configure on import).  Bottom layer: stdlib and tqdm (lazily).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def _ensure_visible():
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
+    log.propagate = False  # a library's later logging.basicConfig() must not print every line twice
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
 

@@ -122,3 +122,16 @@ def test_coco_reader_errors_and_image_lookup(tmp_path):
     ann.write_text(json.dumps({"images": []}))
     with pytest.raises(SourceError, match="not a COCO annotation file"):
         read_coco_json(ann)
+
+
+def test_progress_lines_print_once_even_after_a_library_configures_logging():
+    """ONNX Runtime's quantization package (among others) calls logging.basicConfig() on import;
+    the progress lines say() prints must not then appear a second time as ``INFO:edgepose:...``."""
+    import subprocess
+    import sys
+
+    code = ("from edgepose.progress import say; say('first', prefix='t'); import logging; "
+            "logging.basicConfig(level=logging.INFO); say('second', prefix='t')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["[t] first", "[t] second"]
