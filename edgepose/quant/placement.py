@@ -72,6 +72,20 @@ def quantize_through_data_movement(model, ops=DATA_MOVEMENT_OPS) -> list:
     return done
 
 
+def _shared_dequantizers(graph, producer: dict, users: dict):
+    """``(dq, q, readers)`` for every DequantizeLinear fed by a QuantizeLinear whose output is
+    read at least twice (``readers``: its ``[(node, slot)]``) and is not a graph output.  The
+    node list is read up front, so callers may insert nodes while they go."""
+    outputs = {o.name for o in graph.output}
+    for dq in list(graph.node):
+        if dq.op_type != "DequantizeLinear" or dq.output[0] in outputs:
+            continue
+        q = producer.get(dq.input[0])
+        readers = users.get(dq.output[0], [])
+        if q is not None and q.op_type == "QuantizeLinear" and len(readers) >= 2:
+            yield dq, q, readers
+
+
 def dedicated_pair_per_reader(model, fused_ops=("Conv", "ConvTranspose", "Gemm", "MatMul", "Add")) -> list:
     """Give every reader of a shared activation DequantizeLinear its own QuantizeLinear ->
     DequantizeLinear pair (same scale and zero point: the values each reader sees are
@@ -87,15 +101,13 @@ def dedicated_pair_per_reader(model, fused_ops=("Conv", "ConvTranspose", "Gemm",
 
     graph = model.graph
     producer, users = producers(graph), consumers(graph)
-    outputs = {o.name for o in graph.output}
     done = []
-    for dq in list(graph.node):
-        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
-        readers = list(dict.fromkeys(node.name for node, _ in users.get(dq.output[0], [])))
-        if q is None or q.op_type != "QuantizeLinear" or len(readers) < 2 or dq.output[0] in outputs:
+    for dq, q, entries in _shared_dequantizers(graph, producer, users):
+        readers = list(dict.fromkeys(node.name for node, _ in entries))
+        if len(readers) < 2:
             continue
         src = producer.get(q.input[0])
-        by_name = {node.name: node for node, _ in users[dq.output[0]]}
+        by_name = {node.name: node for node, _ in entries}
         if (src is not None and src.op_type in fused_ops) or not any(by_name[r].op_type in fused_ops for r in readers):
             continue
         position = list(graph.node).index(dq) + 1
@@ -168,15 +180,8 @@ def single_reader_conv_outputs(model, quantized_ops=("Conv", "ConvTranspose", "G
 
     graph = model.graph
     producer, users = producers(graph), consumers(graph)
-    outputs = {o.name for o in graph.output}
     done = []
-    for dq in list(graph.node):
-        readers = users.get(dq.output[0], [])
-        if dq.output[0] in outputs:
-            continue
-        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or len(readers) < 2:
-            continue
+    for dq, q, readers in _shared_dequantizers(graph, producer, users):
         src = producer.get(q.input[0])
         if src is None or src.op_type != "Conv" or len(users.get(q.input[0], [])) != 1 \
                 or len(users.get(q.output[0], [])) != 1:
